@@ -1,0 +1,5 @@
+namespace DeltaMigrate.Engine;
+
+internal static class Placeholder
+{
+}

@@ -1,0 +1,5 @@
+namespace DeltaMigrate.Module;
+
+internal static class Placeholder
+{
+}
