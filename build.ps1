@@ -1,0 +1,229 @@
+<#
+.SYNOPSIS
+    Installs what is missing, builds DeltaMigrate, and runs its tests or its demo.
+
+.DESCRIPTION
+    dotnet tool restore && dotnet pwsh ./build.ps1 demo    # set up, build, live-migrate a VM
+    dotnet tool restore && dotnet pwsh ./build.ps1 test    # set up, build, run every test
+
+    Tasks:
+      deps   install QEMU 7.2 (apt), QEMU 10.0 (Debian 12 backports, unpacked into .tools/),
+             Pester (NuGet, into .tools/) and compile the test guest. A second run does nothing.
+      build  deps, then compile the module into module/bin (Import-Module ./DeltaMigrate.psd1).
+      test   build, then dotnet format --verify-no-changes, xUnit and Pester (in a fresh pwsh).
+      demo   build, then start two local VMs and live-migrate one into the other.
+      clean  remove build output (keeps .tools/).
+#>
+[CmdletBinding()]
+param(
+    [Parameter(Position = 0)]
+    [ValidateSet('deps', 'build', 'test', 'demo', 'clean')]
+    [string] $Task = 'build',
+
+    [ValidateSet('Debug', 'Release')]
+    [string] $Configuration = 'Release',
+
+    # Runs only the Pester files whose name matches (e.g. 'Move'); xUnit still runs in full.
+    [string] $PesterFilter = '*'
+)
+
+$ErrorActionPreference = 'Stop'
+Set-StrictMode -Version Latest
+
+$Root = $PSScriptRoot
+Set-Location $Root   # dotnet finds the pinned pwsh tool from here
+$Tools = Join-Path $Root '.tools'
+$PesterVersion = '5.7.1'
+$Qemu10Packages = 'qemu-system-x86', 'qemu-system-data', 'seabios'
+
+function Write-Step([string] $Message) { Write-Host "==> $Message" -ForegroundColor Cyan }
+function Write-Done([string] $Message) { Write-Host "    $Message" }
+
+function Invoke-Native {
+    # Runs a program and stops the build when it fails, naming the command.
+    param([string] $File, [Parameter(ValueFromRemainingArguments)] [object[]] $Arguments)
+    $Arguments = @($Arguments | ForEach-Object { $_ })   # flatten arrays passed as one argument
+    & $File @Arguments
+    if ($LASTEXITCODE -ne 0) { throw "'$File $($Arguments -join ' ')' failed with exit code $LASTEXITCODE." }
+}
+
+function Test-Root { (& id -u) -eq '0' }
+
+function Install-Qemu72 {
+    if (Get-Command qemu-system-x86_64 -ErrorAction Ignore) {
+        Write-Done "QEMU: $((& qemu-system-x86_64 --version)[0])"
+        return
+    }
+    if (-not (Test-Root)) {
+        throw "QEMU is not installed. Run: sudo apt-get update && sudo apt-get install -y qemu-system-x86 iproute2"
+    }
+    Write-Step 'Installing QEMU 7.2 (apt-get install qemu-system-x86)'
+    $env:DEBIAN_FRONTEND = 'noninteractive'
+    Invoke-Native apt-get update -qq
+    Invoke-Native apt-get install -y -qq qemu-system-x86 iproute2
+}
+
+function Get-DebianMirror {
+    # The machine's own configured Debian mirror (deb822 .sources or one-line sources.list).
+    $files = @(Get-ChildItem /etc/apt/sources.list.d -Filter *.sources -ErrorAction Ignore) +
+        @(Get-Item /etc/apt/sources.list -ErrorAction Ignore) | Where-Object { $_ }
+    foreach ($file in $files) {
+        $text = Get-Content -Raw $file.FullName
+        if ($file.Extension -eq '.sources') {
+            foreach ($stanza in $text -split "\n\s*\n") {
+                if ($stanza -match '(?m)^Suites:.*\bbookworm\b' -and $stanza -match '(?m)^URIs:\s*(\S+)') {
+                    return $Matches[1]
+                }
+            }
+        }
+        elseif ($text -match '(?m)^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+bookworm\s') {
+            return $Matches[1]
+        }
+    }
+    throw 'No Debian 12 (bookworm) mirror is configured in /etc/apt; QEMU 10.0 comes from bookworm-backports.'
+}
+
+function Install-Qemu10 {
+    $dir = Join-Path $Tools 'qemu10'
+    $binary = Join-Path $dir 'usr/bin/qemu-system-x86_64'
+    if (Test-Path $binary) {
+        Write-Done "QEMU 10: $binary"
+        return
+    }
+    if (-not (Test-Root)) {
+        throw "QEMU 10.0 is unpacked from Debian 12 backports, which needs root to add the apt source. Run this build as root once."
+    }
+    Write-Step 'Unpacking QEMU 10.0 from bookworm-backports into .tools/qemu10'
+    $list = '/etc/apt/sources.list.d/deltamigrate-backports.list'
+    if (-not (Test-Path $list)) {
+        # Backports are never installed from automatically (priority 100): this only lets us download.
+        "deb $(Get-DebianMirror) bookworm-backports main" | Set-Content $list
+        Write-Done "added $list"
+    }
+    Invoke-Native apt-get update -qq
+    $download = Join-Path $Tools 'debs'
+    New-Item -ItemType Directory -Force $download, $dir | Out-Null
+    Push-Location $download
+    try {
+        Get-ChildItem -Filter *.deb | Remove-Item
+        Invoke-Native apt-get download -qq ($Qemu10Packages | ForEach-Object { "$_/bookworm-backports" })
+        foreach ($deb in Get-ChildItem -Filter *.deb) { Invoke-Native dpkg-deb -x $deb.FullName $dir }
+    }
+    finally { Pop-Location }
+    # Its shared libraries all come with Debian 12's QEMU 7.2 (checked on a fresh machine).
+    $missing = & ldd $binary | Select-String 'not found'
+    if ($missing) { throw "QEMU 10 needs libraries this machine lacks: $($missing -join '; '). Install the Debian 12 packages that provide them." }
+    Write-Done "QEMU 10: $((& $binary --version)[0])"
+}
+
+function Install-Pester {
+    $manifest = Join-Path $Tools "nuget/pester/$PesterVersion/tools/Pester.psd1"
+    if (Test-Path $manifest) {
+        Write-Done "Pester: $PesterVersion"
+        return $manifest
+    }
+    Write-Step "Restoring Pester $PesterVersion from NuGet into .tools/nuget"
+    # A throw-away project outside the repository, so the repository's build settings don't apply.
+    $project = Join-Path ([IO.Path]::GetTempPath()) "deltamigrate-pester-$PID"
+    New-Item -ItemType Directory -Force $project | Out-Null
+    try {
+        @"
+<Project Sdk="Microsoft.NET.Sdk">
+  <PropertyGroup><TargetFramework>net10.0</TargetFramework></PropertyGroup>
+  <ItemGroup><PackageDownload Include="Pester" Version="[$PesterVersion]" /></ItemGroup>
+</Project>
+"@ | Set-Content (Join-Path $project 'restore.csproj')
+        Invoke-Native dotnet restore (Join-Path $project 'restore.csproj') --packages (Join-Path $Tools 'nuget') --nologo --verbosity quiet
+    }
+    finally { Remove-Item -Recurse -Force $project }
+    return $manifest
+}
+
+function Build-Guest {
+    Invoke-Native bash (Join-Path $Root 'tests/guest/build.sh')
+    Write-Done 'test guest: tests/guest/out/guest.elf'
+}
+
+function Invoke-Deps {
+    Write-Step 'Checking prerequisites'
+    Install-Qemu72
+    Install-Qemu10
+    $script:PesterManifest = Install-Pester
+    Build-Guest
+}
+
+function Invoke-Build {
+    Invoke-Deps
+    Write-Step "Building the module ($Configuration) into module/bin"
+    Invoke-Native dotnet publish (Join-Path $Root 'src/DeltaMigrate.Module') -c $Configuration -o (Join-Path $Root 'module/bin') --nologo --verbosity quiet
+}
+
+function Get-TrxCounts([string] $Directory) {
+    $passed = 0; $failed = 0; $skipped = 0
+    foreach ($trx in Get-ChildItem $Directory -Filter *.trx -Recurse) {
+        $counters = ([xml](Get-Content -Raw $trx.FullName)).TestRun.ResultSummary.Counters
+        $passed += [int]$counters.passed
+        $failed += [int]$counters.failed + [int]$counters.error + [int]$counters.timeout
+        $skipped += [int]$counters.notExecuted
+    }
+    [pscustomobject]@{ Passed = $passed; Failed = $failed; Skipped = $skipped }
+}
+
+function Invoke-Test {
+    Invoke-Build
+    Write-Step 'dotnet format --verify-no-changes'
+    Invoke-Native dotnet format (Join-Path $Root 'DeltaMigrate.sln') --verify-no-changes --verbosity quiet
+
+    Write-Step 'xUnit (engine)'
+    $results = Join-Path $Root 'artifacts/test-results'
+    Remove-Item -Recurse -Force $results -ErrorAction Ignore
+    & dotnet test (Join-Path $Root 'tests/DeltaMigrate.Engine.Tests') -c $Configuration --nologo `
+        --logger 'console;verbosity=normal' --logger 'trx' --results-directory $results
+    $xunitExit = $LASTEXITCODE
+    $xunit = Get-TrxCounts $results
+
+    Write-Step 'Pester (module, against real QEMU) in a fresh pwsh'
+    $pesterXml = Join-Path $results 'pester.xml'
+    $script = @"
+`$ErrorActionPreference = 'Stop'
+Import-Module '$PesterManifest'
+`$config = New-PesterConfiguration
+`$config.Run.Path = Get-ChildItem '$Root/tests/pester' -Filter '$PesterFilter.Tests.ps1' | ForEach-Object FullName
+`$config.Run.PassThru = `$true
+`$config.Output.Verbosity = 'Detailed'
+`$config.TestResult.Enabled = `$true
+`$config.TestResult.OutputPath = '$pesterXml'
+`$r = Invoke-Pester -Configuration `$config
+"PESTER `$(`$r.PassedCount) `$(`$r.FailedCount + `$r.FailedBlocksCount + `$r.FailedContainersCount) `$(`$r.SkippedCount)"
+"@
+    $pesterOut = & dotnet pwsh -NoProfile -NonInteractive -Command $script | Tee-Object -Variable lines
+    $summary = $lines | Where-Object { $_ -match '^PESTER (\d+) (\d+) (\d+)$' } | Select-Object -Last 1
+    if (-not $summary) { throw 'Pester did not report a result.' }
+    $null = $summary -match '^PESTER (\d+) (\d+) (\d+)$'
+    $pester = [pscustomobject]@{ Passed = [int]$Matches[1]; Failed = [int]$Matches[2]; Skipped = [int]$Matches[3] }
+    $null = $pesterOut
+
+    Write-Step 'Summary'
+    Write-Host "xUnit:  $($xunit.Passed) passed, $($xunit.Failed) failed, $($xunit.Skipped) skipped"
+    Write-Host "Pester: $($pester.Passed) passed, $($pester.Failed) failed, $($pester.Skipped) skipped"
+    $failed = $xunit.Failed + $pester.Failed
+    Write-Host "$($xunit.Passed + $pester.Passed) passed, $failed failed, $($xunit.Skipped + $pester.Skipped) skipped"
+    if ($failed -gt 0 -or $xunitExit -ne 0 -or ($xunit.Passed + $pester.Passed) -eq 0) { exit 1 }
+}
+
+function Invoke-Demo {
+    Invoke-Build
+    Write-Step 'Demo: two local VMs, a live migration while the guest dirties memory'
+    Invoke-Native dotnet pwsh -NoProfile -NonInteractive -File (Join-Path $Root 'examples/Demo.ps1')
+}
+
+switch ($Task) {
+    'deps' { Invoke-Deps }
+    'build' { Invoke-Build }
+    'test' { Invoke-Test }
+    'demo' { Invoke-Demo }
+    'clean' {
+        Remove-Item -Recurse -Force (Join-Path $Root 'module/bin'), (Join-Path $Root 'artifacts') -ErrorAction Ignore
+        Get-ChildItem $Root -Include bin, obj -Recurse -Directory | Remove-Item -Recurse -Force
+    }
+}

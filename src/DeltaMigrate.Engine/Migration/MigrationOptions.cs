@@ -1,0 +1,61 @@
+namespace DeltaMigrate.Engine.Migration;
+
+/// <summary>How memory pages travel.</summary>
+public enum CompressionMode
+{
+    /// <summary>QEMU's plain pre-copy: every dirty page sent whole.</summary>
+    None,
+
+    /// <summary>QEMU's built-in XBZRLE (its own cache, from the second pass on).</summary>
+    Native,
+
+    /// <summary>Our tunnel: XBZRLE deltas against our page cache, then LZ4.</summary>
+    Delta,
+
+    /// <summary>Our tunnel with LZ4 only, for comparison.</summary>
+    Lz4,
+}
+
+/// <summary>What to do when a migration runs past its time limit.</summary>
+public enum TimeoutAction
+{
+    /// <summary>Cancel the migration; the source keeps running.</summary>
+    Cancel,
+
+    /// <summary>Pause the guest so the remaining pages stop changing, and finish.</summary>
+    Pause,
+}
+
+public sealed record MigrationOptions
+{
+    /// <summary>QEMU's default XBZRLE cache size.</summary>
+    public const long DefaultCacheSize = 64L * 1024 * 1024;
+
+    /// <summary>QEMU 7.2 through 10.0 default to 300 ms.</summary>
+    public static readonly TimeSpan DefaultMaxDowntime = TimeSpan.FromMilliseconds(300);
+
+    public CompressionMode Compress { get; init; } = CompressionMode.Native;
+
+    /// <summary>Page cache size in bytes (QEMU rounds it down to a power of two).</summary>
+    public long CacheSize { get; init; } = DefaultCacheSize;
+
+    /// <summary>The longest the guest may stay frozen in the final copy.</summary>
+    public TimeSpan MaxDowntime { get; init; } = DefaultMaxDowntime;
+
+    /// <summary>Bytes per second on the wire; null lifts QEMU's own 128 MiB/s default cap.</summary>
+    public long? Bandwidth { get; init; }
+
+    /// <summary>Let QEMU throttle the guest's vCPUs when pre-copy does not converge.</summary>
+    public bool AutoConverge { get; init; }
+
+    /// <summary>Null: no limit.</summary>
+    public TimeSpan? Timeout { get; init; }
+
+    public TimeoutAction TimeoutAction { get; init; } = TimeoutAction.Cancel;
+
+    /// <summary>How often to sample query-migrate for progress and per-round stats.</summary>
+    public TimeSpan PollInterval { get; init; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>How long the destination may take to report running after the source completed.</summary>
+    public TimeSpan DestinationStartTimeout { get; init; } = TimeSpan.FromSeconds(30);
+}

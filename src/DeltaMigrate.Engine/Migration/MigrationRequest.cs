@@ -1,0 +1,36 @@
+namespace DeltaMigrate.Engine.Migration;
+
+/// <summary>Where a VM goes.</summary>
+public abstract record MigrationTarget
+{
+    public abstract string Display { get; }
+}
+
+/// <summary>A VM on this host waiting for a migration (started with -incoming defer); we drive both ends.</summary>
+public sealed record LocalVmTarget(string Name, string ControlSocket, bool ExpectPaused) : MigrationTarget
+{
+    public override string Display => Name;
+}
+
+/// <summary>A QEMU elsewhere already listening for a migration (-incoming tcp:0:PORT).</summary>
+public sealed record RemoteTarget(string Host, int Port) : MigrationTarget
+{
+    public override string Display => $"{Host}:{Port}";
+
+    /// <summary>Parses "host:port" or "[v6addr]:port".</summary>
+    public static RemoteTarget Parse(string endpoint)
+    {
+        var colon = endpoint.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(endpoint.AsSpan(colon + 1), out var port) || port is < 1 or > 65535)
+        {
+            throw new EngineException("InvalidDestination", ErrorKind.InvalidArgument,
+                $"-Destination '{endpoint}' is neither a VM on this host nor host:port of a QEMU waiting for a migration.")
+            { Target = endpoint };
+        }
+
+        return new RemoteTarget(endpoint[..colon].Trim('[', ']'), port);
+    }
+}
+
+/// <summary>One VM to migrate: its control socket and where it goes.</summary>
+public sealed record MigrationRequest(string VMName, string SourceControlSocket, MigrationTarget Destination);

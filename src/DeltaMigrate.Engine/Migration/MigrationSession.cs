@@ -1,0 +1,460 @@
+using System.Diagnostics;
+using System.Text.Json;
+using DeltaMigrate.Engine.Qmp;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace DeltaMigrate.Engine.Migration;
+
+/// <summary>
+/// Drives one live migration with QEMU's own transport: preflight, capabilities, migrate, watch
+/// the rounds, and confirm both sides afterwards. Whatever goes wrong, the source is left running.
+/// </summary>
+public sealed class MigrationSession
+{
+    private static readonly TimeSpan QmpConnectTimeout = TimeSpan.FromSeconds(10);
+
+    // QEMU does not answer QMP while the guest is frozen for the final copy: allow for a long one.
+    private static readonly TimeSpan QueryTimeout = TimeSpan.FromSeconds(120);
+
+    // QEMU caps max-bandwidth at SIZE_MAX; 1 TiB/s lifts the 128 MiB/s default without reaching it.
+    private const long Unlimited = 1L << 40;
+
+    private readonly MigrationRequest _request;
+    private readonly MigrationOptions _options;
+    private readonly ILogger _logger;
+    private readonly IProgress<MigrationProgress>? _progress;
+
+    public MigrationSession(MigrationRequest request, MigrationOptions options, ILogger? logger = null, IProgress<MigrationProgress>? progress = null)
+    {
+        _request = request;
+        _options = options;
+        _logger = logger ?? NullLogger.Instance;
+        _progress = progress;
+    }
+
+    public async Task<MigrationResult> RunAsync(CancellationToken cancellationToken = default)
+    {
+        if (_options.Compress is CompressionMode.Delta or CompressionMode.Lz4)
+        {
+            throw new EngineException("CompressionModeNotAvailable", ErrorKind.NotImplemented,
+                $"-Compress {_options.Compress} needs the delta transfer engine, which this version does not have yet. Use -Compress Native (QEMU's XBZRLE) or None.")
+            { Target = _request.VMName };
+        }
+
+        await using var source = await ConnectAsync(_request.SourceControlSocket, _request.VMName, cancellationToken);
+        var sourceBefore = await PreflightSourceAsync(source, cancellationToken);
+        var memorySize = (await source.QueryMemorySizeSummaryAsync(cancellationToken)).BaseMemory;
+
+        QmpClient? destination = null;
+        try
+        {
+            string uri;
+            if (_request.Destination is LocalVmTarget local)
+            {
+                destination = await ConnectAsync(local.ControlSocket, local.Name, cancellationToken);
+                uri = await PrepareLocalDestinationAsync(destination, local, memorySize, cancellationToken);
+            }
+            else
+            {
+                var remote = (RemoteTarget)_request.Destination;
+                uri = $"tcp:{(remote.Host.Contains(':') ? $"[{remote.Host}]" : remote.Host)}:{remote.Port}";
+            }
+
+            await ConfigureSourceAsync(source, cancellationToken);
+            return await MigrateAsync(source, destination, uri, sourceBefore.Running, memorySize, cancellationToken);
+        }
+        finally
+        {
+            if (destination is not null)
+            {
+                await destination.DisposeAsync();
+            }
+        }
+    }
+
+    private async Task<QmpClient> ConnectAsync(string socket, string vmName, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await QmpClient.ConnectUnixAsync(socket, _logger, QmpConnectTimeout, cancellationToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            throw new EngineException("VMNotReachable", ErrorKind.ConnectionError,
+                $"Cannot reach the QMP monitor of VM '{vmName}' at {socket}: {e.Message}. Check that the VM runs (Get-KvmVM) and that no other client holds its monitor.",
+                e)
+            { Target = vmName };
+        }
+    }
+
+    private async Task<VmStatus> PreflightSourceAsync(QmpClient source, CancellationToken cancellationToken)
+    {
+        var status = await source.QueryStatusAsync(cancellationToken);
+        if (status.Status is not ("running" or "paused" or "prelaunch"))
+        {
+            throw new EngineException("SourceNotMigratable", ErrorKind.InvalidState,
+                $"VM '{_request.VMName}' is '{status.Status}'; only a running or paused VM can be migrated.")
+            { Target = _request.VMName };
+        }
+
+        var migration = await source.QueryMigrateAsync(cancellationToken);
+        if (migration.Status is "setup" or "active" or "pre-switchover" or "device" or "cancelling")
+        {
+            throw new EngineException("MigrationInProgress", ErrorKind.InvalidState,
+                $"VM '{_request.VMName}' is already migrating (status '{migration.Status}'). Wait for it, or cancel it with Invoke-KvmQmp -Command migrate_cancel.")
+            { Target = _request.VMName };
+        }
+
+        var blockers = await LiveSectionsWeCannotCarryAsync(source, cancellationToken);
+        if (blockers is not null)
+        {
+            throw new EngineException("SourceNotMigratable", ErrorKind.InvalidState,
+                $"VM '{_request.VMName}' cannot be migrated: {blockers}")
+            { Target = _request.VMName };
+        }
+
+        return status;
+    }
+
+    /// <summary>QEMU refuses up front when a device blocks migration; ask it before touching anything.</summary>
+    private static async Task<string?> LiveSectionsWeCannotCarryAsync(QmpClient source, CancellationToken cancellationToken)
+    {
+        var info = await source.QueryMigrateAsync(cancellationToken);
+        return QmpJson.TryGet(info.Raw, "blocked-reasons", out var reasons) && reasons.ValueKind == JsonValueKind.Array && reasons.GetArrayLength() > 0
+            ? string.Join("; ", reasons.EnumerateArray().Select(r => r.GetString()))
+            : null;
+    }
+
+    private async Task<string> PrepareLocalDestinationAsync(QmpClient destination, LocalVmTarget target, long memorySize, CancellationToken cancellationToken)
+    {
+        var status = await destination.QueryStatusAsync(cancellationToken);
+        if (status.Status != "inmigrate")
+        {
+            throw new EngineException("DestinationNotWaiting", ErrorKind.InvalidState,
+                $"Destination VM '{target.Name}' is '{status.Status}', not waiting for a migration. Start it with Start-KvmVM -Incoming and the same -Memory and -Machine as '{_request.VMName}'.")
+            { Target = target.Name };
+        }
+
+        var destinationMemory = (await destination.QueryMemorySizeSummaryAsync(cancellationToken)).BaseMemory;
+        if (destinationMemory != memorySize)
+        {
+            throw new EngineException("MemorySizeMismatch", ErrorKind.InvalidArgument,
+                $"Destination VM '{target.Name}' has {destinationMemory / (1024 * 1024)} MiB of memory but '{_request.VMName}' has {memorySize / (1024 * 1024)} MiB; start the destination with -Memory {memorySize / (1024 * 1024)}MB.")
+            { Target = target.Name };
+        }
+
+        await destination.MigrateSetCapabilitiesAsync(new Dictionary<string, bool> { ["events"] = true }, cancellationToken);
+
+        // Port 0: QEMU picks a free port and reports it, so two migrations never race for one.
+        await destination.MigrateIncomingAsync("tcp:127.0.0.1:0", cancellationToken);
+        var incoming = await destination.QueryMigrateAsync(cancellationToken);
+        if (QmpJson.TryGet(incoming.Raw, "socket-address", out var addresses))
+        {
+            foreach (var address in addresses.EnumerateArray())
+            {
+                var port = QmpJson.GetString(address, "port");
+                if (port is not null && port != "0")
+                {
+                    return $"tcp:127.0.0.1:{port}";
+                }
+            }
+        }
+
+        throw new EngineException("DestinationNotWaiting", ErrorKind.ProtocolError,
+            $"Destination VM '{target.Name}' did not report the port it listens on for the migration.")
+        { Target = target.Name };
+    }
+
+    private async Task ConfigureSourceAsync(QmpClient source, CancellationToken cancellationToken)
+    {
+        await source.MigrateSetCapabilitiesAsync(new Dictionary<string, bool>
+        {
+            ["events"] = true,
+            ["xbzrle"] = _options.Compress == CompressionMode.Native,
+            ["auto-converge"] = _options.AutoConverge,
+        }, cancellationToken);
+
+        var parameters = new Dictionary<string, object>
+        {
+            ["downtime-limit"] = (long)_options.MaxDowntime.TotalMilliseconds,
+            ["max-bandwidth"] = _options.Bandwidth ?? Unlimited,
+        };
+        if (_options.Compress == CompressionMode.Native)
+        {
+            parameters["xbzrle-cache-size"] = _options.CacheSize;
+        }
+
+        await source.MigrateSetParametersAsync(parameters, cancellationToken);
+    }
+
+    private async Task<MigrationResult> MigrateAsync(QmpClient source, QmpClient? destination, string uri, bool sourceWasRunning, long memorySize, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        _logger.LogInformation("Migrating {VM} to {Destination} ({Uri}), mode {Mode}", _request.VMName, _request.Destination.Display, uri, _options.Compress);
+        await source.MigrateAsync(uri, cancellationToken);
+
+        var rounds = new List<MigrationRound>();
+        MigrationInfo? lastFull = null;
+        MigrationInfo info;
+        TimeSpan? pausedAt = null;
+        var timedOut = false;
+        var cancelRequested = false;
+        while (true)
+        {
+            try
+            {
+                info = MigrationInfo.FromJson(await source.ExecuteAsync("query-migrate", null, QueryTimeout, cancellationToken));
+                if (info.Ram is not null)
+                {
+                    lastFull = info;
+                    RecordRound(info, clock.Elapsed, rounds);
+                    Report(info, clock.Elapsed, memorySize);
+                }
+
+                if (info.IsFinished)
+                {
+                    break;
+                }
+
+                if (!timedOut && _options.Timeout is { } limit && clock.Elapsed >= limit)
+                {
+                    timedOut = true;
+                    if (_options.TimeoutAction == TimeoutAction.Pause)
+                    {
+                        _logger.LogWarning("{VM}: no convergence after {Limit}; pausing the guest to finish", _request.VMName, limit);
+                        await source.StopAsync(cancellationToken);
+                        pausedAt = clock.Elapsed;
+                    }
+                    else
+                    {
+                        _logger.LogWarning("{VM}: no convergence after {Limit}; cancelling", _request.VMName, limit);
+                        await source.MigrateCancelAsync(cancellationToken);
+                        cancelRequested = true;
+                    }
+                }
+
+                await Task.Delay(_options.PollInterval, cancellationToken);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                // Ctrl-C: cancel in QEMU, put the source back as it was, then let the caller see the cancellation.
+                _logger.LogWarning("{VM}: migration cancelled by the user; cancelling in QEMU", _request.VMName);
+                await CancelAndRestoreAsync(source, sourceWasRunning);
+                throw;
+            }
+            catch (QmpException e)
+            {
+                // The source's monitor went away: QEMU died under us; nothing to restore.
+                throw new EngineException("SourceLost", ErrorKind.ConnectionError,
+                    $"Lost the source VM '{_request.VMName}' during the migration: {e.Message}", e)
+                { Target = _request.VMName };
+            }
+        }
+
+        var totalTime = clock.Elapsed;
+        var stats = lastFull ?? info;
+        if (info.Status != "completed")
+        {
+            var sourceState = await RestoreSourceAsync(source, sourceWasRunning);
+            var destinationState = await DescribeAsync(destination);
+            var failed = Result(stats, info.Status == "cancelled" ? MigrationStatus.Cancelled : MigrationStatus.Failed,
+                totalTime, pausedAt, timedOut, memorySize, rounds, sourceState, destinationState) with
+            { Error = info.ErrorDescription };
+            var (id, kind, what) = timedOut && cancelRequested
+                ? ("MigrationTimedOut", ErrorKind.OperationTimeout, $"did not converge within {_options.Timeout} and was cancelled (try -TimeoutAction Pause, -AutoConverge, or a compression mode)")
+                : ("MigrationFailed", ErrorKind.ConnectionError, $"failed: {info.ErrorDescription ?? info.Status}");
+            throw new MigrationFailedException(id, kind,
+                $"Migration of '{_request.VMName}' to {_request.Destination.Display} {what}. Source is {sourceState}; destination is {destinationState}.",
+                failed);
+        }
+
+        // QEMU's downtime counts from its own stop; after a forced pause the guest was frozen since then.
+        var result = Result(stats, MigrationStatus.Completed, totalTime, pausedAt, timedOut, memorySize, rounds, "postmigrate", null);
+        var destinationNow = await ConfirmDestinationAsync(source, destination, sourceWasRunning, result);
+        return result with { DestinationState = destinationNow, SourceState = await DescribeAsync(source) };
+    }
+
+    private void RecordRound(MigrationInfo info, TimeSpan elapsed, List<MigrationRound> rounds)
+    {
+        var ram = info.Ram!;
+        var round = (int)(ram.DirtySyncCount ?? 0);
+        if (round > 0 && (rounds.Count == 0 || rounds[^1].Round < round))
+        {
+            rounds.Add(new MigrationRound
+            {
+                Round = round,
+                Elapsed = elapsed,
+                BytesTransferred = ram.Transferred ?? 0,
+                BytesRemaining = ram.Remaining ?? 0,
+                DirtyPagesRate = ram.DirtyPagesRate ?? 0,
+                ThroughputMbps = ram.Mbps ?? 0,
+            });
+            _logger.LogDebug("{VM}: round {Round} at {Elapsed}: {Remaining} bytes remaining", _request.VMName, round, elapsed, ram.Remaining);
+        }
+    }
+
+    private void Report(MigrationInfo info, TimeSpan elapsed, long memorySize) => _progress?.Report(new MigrationProgress
+    {
+        VMName = _request.VMName,
+        Status = info.Status ?? "unknown",
+        Elapsed = elapsed,
+        Round = (int)(info.Ram?.DirtySyncCount ?? 0),
+        BytesTransferred = info.Ram?.Transferred ?? 0,
+        BytesRemaining = info.Ram?.Remaining ?? memorySize,
+        MemorySize = memorySize,
+        ThroughputMbps = info.Ram?.Mbps ?? 0,
+        ExpectedDowntime = info.ExpectedDowntimeMs is { } ms ? TimeSpan.FromMilliseconds(ms) : null,
+    });
+
+    private MigrationResult Result(MigrationInfo stats, MigrationStatus status, TimeSpan totalTime, TimeSpan? pausedAt, bool timedOut,
+        long memorySize, List<MigrationRound> rounds, string? sourceState, string? destinationState)
+    {
+        var ram = stats.Ram;
+        var qemuDowntime = TimeSpan.FromMilliseconds(stats.DowntimeMs ?? 0);
+        var transferred = ram?.Transferred ?? 0;
+        var xbzrle = stats.XbzrleCache;
+        return new MigrationResult
+        {
+            VMName = _request.VMName,
+            Status = status,
+            Mode = _options.Compress,
+            Source = _request.VMName,
+            Destination = _request.Destination.Display,
+            SourceState = sourceState,
+            DestinationState = destinationState,
+            TotalTime = stats.TotalTimeMs is { } total && status == MigrationStatus.Completed ? TimeSpan.FromMilliseconds(total) : totalTime,
+            Downtime = pausedAt is { } paused && status == MigrationStatus.Completed ? Max(qemuDowntime, totalTime - paused) : qemuDowntime,
+            SetupTime = TimeSpan.FromMilliseconds(stats.SetupTimeMs ?? 0),
+            MemorySize = memorySize,
+            BytesTransferred = transferred,
+            NormalPages = ram?.Normal ?? 0,
+            NormalBytes = ram?.NormalBytes ?? 0,
+            ZeroPages = ram?.Duplicate ?? 0,
+            DirtySyncCount = (int)(ram?.DirtySyncCount ?? 0),
+            ThroughputMbps = totalTime.TotalSeconds > 0 ? transferred * 8 / totalTime.TotalSeconds / 1e6 : 0,
+            Converged = status == MigrationStatus.Completed && pausedAt is null,
+            TimedOut = timedOut,
+            Compression = xbzrle is null || _options.Compress != CompressionMode.Native ? null : new CompressionStats
+            {
+                CacheSize = xbzrle.CacheSize ?? 0,
+                EncodedBytes = xbzrle.Bytes ?? 0,
+                CacheHits = xbzrle.Pages ?? 0,
+                CacheMisses = xbzrle.CacheMiss ?? 0,
+                CacheMissRate = xbzrle.CacheMissRate ?? 0,
+                EncodingRate = xbzrle.EncodingRate ?? 0,
+                Overflows = xbzrle.Overflow ?? 0,
+            },
+            Rounds = rounds.ToArray(),
+        };
+    }
+
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+
+    /// <summary>
+    /// The source finished; success only once the destination runs (or is paused, when started so).
+    /// If the destination does not come up, the source is resumed so the guest keeps running somewhere.
+    /// </summary>
+    private async Task<string?> ConfirmDestinationAsync(QmpClient source, QmpClient? destination, bool sourceWasRunning, MigrationResult result)
+    {
+        if (destination is null || _request.Destination is not LocalVmTarget local)
+        {
+            return null; // a remote QEMU reports to whoever started it
+        }
+
+        var deadline = Stopwatch.StartNew();
+        string state;
+        try
+        {
+            while (true)
+            {
+                state = (await destination.QueryStatusAsync(CancellationToken.None)).Status;
+                if (state is "running" or "paused" && !(state == "paused" && sourceWasRunning && !local.ExpectPaused))
+                {
+                    return state;
+                }
+
+                if (state is not ("inmigrate" or "paused") || deadline.Elapsed > _options.DestinationStartTimeout)
+                {
+                    break;
+                }
+
+                await Task.Delay(_options.PollInterval, CancellationToken.None);
+            }
+        }
+        catch (QmpException)
+        {
+            state = "exited";
+        }
+
+        var sourceState = await RestoreSourceAsync(source, sourceWasRunning);
+        throw new MigrationFailedException("DestinationNotRunning", ErrorKind.InvalidState,
+            $"'{_request.VMName}' was sent to '{local.Name}', but the destination is '{state}' instead of running. The source was resumed and is {sourceState}; stop the destination with Stop-KvmVM -Force.",
+            result with { Status = MigrationStatus.Failed, SourceState = sourceState, DestinationState = state });
+    }
+
+    private async Task CancelAndRestoreAsync(QmpClient source, bool sourceWasRunning)
+    {
+        using var grace = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        try
+        {
+            await source.MigrateCancelAsync(grace.Token);
+            while (!(await source.QueryMigrateAsync(grace.Token)).IsFinished)
+            {
+                await Task.Delay(_options.PollInterval, grace.Token);
+            }
+        }
+        catch (Exception e) when (e is QmpException or OperationCanceledException or TimeoutException)
+        {
+            _logger.LogWarning("{VM}: could not confirm the cancellation: {Error}", _request.VMName, e.Message);
+        }
+
+        await RestoreSourceAsync(source, sourceWasRunning);
+    }
+
+    /// <summary>Nothing is lost: a source that ran before the migration runs after it.</summary>
+    private async Task<string> RestoreSourceAsync(QmpClient source, bool sourceWasRunning)
+    {
+        try
+        {
+            var status = await source.QueryStatusAsync(CancellationToken.None);
+            if (sourceWasRunning && !status.Running)
+            {
+                _logger.LogWarning("{VM}: source was left '{Status}'; resuming it", _request.VMName, status.Status);
+                await source.ContAsync(CancellationToken.None);
+                status = await source.QueryStatusAsync(CancellationToken.None);
+            }
+
+            return status.Status;
+        }
+        catch (QmpException e)
+        {
+            _logger.LogError("{VM}: the source's monitor does not answer: {Error}", _request.VMName, e.Message);
+            return "unreachable";
+        }
+    }
+
+    private static async Task<string?> DescribeAsync(QmpClient? client)
+    {
+        if (client is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            return (await client.QueryStatusAsync(CancellationToken.None)).Status;
+        }
+        catch (QmpException)
+        {
+            return "exited";
+        }
+    }
+}
+
+/// <summary>A migration that ended without the VM running at the destination; carries what happened.</summary>
+public sealed class MigrationFailedException(string errorId, ErrorKind kind, string message, MigrationResult result)
+    : EngineException(errorId, kind, message)
+{
+    public MigrationResult Result { get; } = result;
+}

@@ -1,5 +1,0 @@
-namespace DeltaMigrate.Engine;
-
-internal static class Placeholder
-{
-}

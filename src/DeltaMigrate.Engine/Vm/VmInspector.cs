@@ -1,0 +1,81 @@
+using DeltaMigrate.Engine.Qmp;
+using Microsoft.Extensions.Logging;
+
+namespace DeltaMigrate.Engine.Vm;
+
+/// <summary>A VM as seen now: what we recorded when it started plus what its monitor says.</summary>
+public sealed record VmInfo
+{
+    public required string Name { get; init; }
+
+    /// <summary>QEMU's run state (running, paused, inmigrate, postmigrate...), or exited / unreachable.</summary>
+    public required string State { get; init; }
+    public long MemoryBytes { get; init; }
+    public string? QemuVersion { get; init; }
+    public int? Pid { get; init; }
+    public string? Machine { get; init; }
+    public required string QmpPath { get; init; }
+
+    /// <summary>A second monitor that answers while a migration holds the first.</summary>
+    public string? QuerySocket { get; init; }
+    public string? SerialLog { get; init; }
+    public string? QemuPath { get; init; }
+
+    /// <summary>Started with -S: the destination of a migration stays paused afterwards.</summary>
+    public bool StartedPaused { get; init; }
+}
+
+/// <summary>Asks a VM's monitor for its state, quickly, without holding the control socket.</summary>
+public static class VmInspector
+{
+    private static readonly TimeSpan QueryTimeout = TimeSpan.FromSeconds(5);
+
+    public static async Task<VmInfo> InspectAsync(VmRecord record, ILogger? logger, CancellationToken cancellationToken)
+    {
+        var info = new VmInfo
+        {
+            Name = record.Name,
+            State = "exited",
+            MemoryBytes = record.MemoryBytes,
+            Pid = record.Pid,
+            Machine = record.Machine,
+            QmpPath = record.ControlSocket,
+            QuerySocket = record.QuerySocket,
+            SerialLog = record.SerialLog,
+            QemuPath = record.QemuPath,
+            StartedPaused = record.CommandLine.Contains("-S"),
+        };
+        if (!QemuLauncher.IsAlive(record.Pid))
+        {
+            return info;
+        }
+
+        var live = await InspectSocketAsync(record.QuerySocket, logger, cancellationToken);
+        return info with { State = live.State, QemuVersion = live.QemuVersion, MemoryBytes = live.MemoryBytes > 0 ? live.MemoryBytes : record.MemoryBytes };
+    }
+
+    /// <summary>A VM we did not start, known only by a QMP socket.</summary>
+    public static async Task<VmInfo> InspectSocketAsync(string socket, ILogger? logger, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var qmp = await QmpClient.ConnectUnixAsync(socket, logger, QueryTimeout, cancellationToken);
+            var status = await qmp.QueryStatusAsync(cancellationToken);
+            var memory = await qmp.QueryMemorySizeSummaryAsync(cancellationToken);
+            var name = await qmp.QueryNameAsync(cancellationToken);
+            return new VmInfo
+            {
+                Name = name ?? Path.GetFileNameWithoutExtension(socket),
+                State = status.Status,
+                MemoryBytes = memory.BaseMemory,
+                QemuVersion = qmp.QemuVersion.ToString(),
+                QmpPath = socket,
+            };
+        }
+        catch (Exception e) when (e is QmpException or IOException or TimeoutException or System.Net.Sockets.SocketException)
+        {
+            logger?.LogDebug("No answer from {Socket}: {Error}", socket, e.Message);
+            return new VmInfo { Name = Path.GetFileNameWithoutExtension(socket), State = "unreachable", QmpPath = socket };
+        }
+    }
+}

@@ -1,0 +1,115 @@
+using System.Collections.Concurrent;
+using System.Management.Automation;
+using DeltaMigrate.Engine;
+using Microsoft.Extensions.Logging;
+
+namespace DeltaMigrate.Module.Infrastructure;
+
+/// <summary>
+/// Base for cmdlets that run engine work on the thread pool. Engine callbacks (log lines,
+/// progress) arrive on other threads; they are queued and replayed on the pipeline thread,
+/// the only thread where Write* is allowed. StopProcessing (Ctrl-C) cancels the engine.
+/// </summary>
+public abstract class EngineCmdlet : PSCmdlet, IDisposable
+{
+    private readonly CancellationTokenSource _stopping = new();
+    private BlockingCollection<Action>? _queue;
+    private int _pipelineThread;
+
+    /// <summary>Engine logging mapped onto the Verbose, Debug and Warning streams.</summary>
+    protected ILogger Logger => new PipelineLogger(this);
+
+    /// <summary>Runs engine work and pumps its output onto the pipeline until it ends.</summary>
+    protected T RunEngine<T>(Func<CancellationToken, Task<T>> work)
+    {
+        using var queue = new BlockingCollection<Action>();
+        _queue = queue;
+        _pipelineThread = Environment.CurrentManagedThreadId;
+        var task = Task.Run(async () =>
+        {
+            try
+            {
+                return await work(_stopping.Token);
+            }
+            finally
+            {
+                queue.CompleteAdding();
+            }
+        });
+        try
+        {
+            foreach (var action in queue.GetConsumingEnumerable())
+            {
+                action();
+            }
+        }
+        finally
+        {
+            _queue = null;
+        }
+
+        return task.GetAwaiter().GetResult();
+    }
+
+    /// <summary>Runs an action on the pipeline thread: now if we are on it, else when the pump gets to it.</summary>
+    internal void Post(Action action)
+    {
+        var queue = _queue;
+        if (queue is null || Environment.CurrentManagedThreadId == _pipelineThread)
+        {
+            action();
+            return;
+        }
+
+        try
+        {
+            queue.Add(action);
+        }
+        catch (InvalidOperationException)
+        {
+            // The work has ended and the pump with it: a late log line is dropped.
+        }
+    }
+
+    /// <summary>An IProgress whose reports run on the pipeline thread.</summary>
+    protected IProgress<T> PipelineProgress<T>(Action<T> report) => new PostingProgress<T>(this, report);
+
+    /// <summary>An ErrorRecord with the engine's stable id, a fitting category and the target.</summary>
+    protected static ErrorRecord ToErrorRecord(Exception exception, object? target = null) => exception switch
+    {
+        EngineException e => new ErrorRecord(e, e.ErrorId, Category(e.Kind), e.Target ?? target),
+        OperationCanceledException => new ErrorRecord(exception, "OperationStopped", ErrorCategory.OperationStopped, target),
+        TimeoutException => new ErrorRecord(exception, "OperationTimeout", ErrorCategory.OperationTimeout, target),
+        _ => new ErrorRecord(exception, "UnexpectedError", ErrorCategory.NotSpecified, target),
+    };
+
+    protected static ErrorRecord Error(string id, ErrorCategory category, object? target, string message) =>
+        new(new InvalidOperationException(message), id, category, target);
+
+    private static ErrorCategory Category(ErrorKind kind) => kind switch
+    {
+        ErrorKind.NotFound => ErrorCategory.ObjectNotFound,
+        ErrorKind.InvalidArgument => ErrorCategory.InvalidArgument,
+        ErrorKind.InvalidState => ErrorCategory.InvalidOperation,
+        ErrorKind.ConnectionError => ErrorCategory.ConnectionError,
+        ErrorKind.OperationTimeout => ErrorCategory.OperationTimeout,
+        ErrorKind.OperationStopped => ErrorCategory.OperationStopped,
+        ErrorKind.NotImplemented => ErrorCategory.NotImplemented,
+        ErrorKind.ResourceUnavailable => ErrorCategory.ResourceUnavailable,
+        ErrorKind.ProtocolError => ErrorCategory.ProtocolError,
+        _ => ErrorCategory.NotSpecified,
+    };
+
+    protected override void StopProcessing() => _stopping.Cancel();
+
+    public void Dispose()
+    {
+        _stopping.Dispose();
+        GC.SuppressFinalize(this);
+    }
+
+    private sealed class PostingProgress<T>(EngineCmdlet cmdlet, Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => cmdlet.Post(() => report(value));
+    }
+}

@@ -1,5 +1,0 @@
-namespace DeltaMigrate.Module;
-
-internal static class Placeholder
-{
-}

@@ -1,0 +1,59 @@
+using System.Diagnostics;
+using System.Globalization;
+using BenchmarkDotNet.Running;
+using DeltaMigrate.Benchmarks;
+using DeltaMigrate.Engine.Codec;
+
+if (args.Length > 0 && args[0] == "--quick")
+{
+    // A quick stopwatch sweep (seconds, not minutes) for iterating; BenchmarkDotNet below is the real measurement.
+    QuickSweep(args.Skip(1).ToArray());
+    return;
+}
+
+BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+
+static void QuickSweep(string[] filter)
+{
+    string[] patterns = ["Unchanged", "OneWord", "EightWords", "Run64", "Bytes5", "Bytes25", "Random"];
+    XbzrleEncoderKind[] kinds = [XbzrleEncoderKind.Reference, XbzrleEncoderKind.Scalar, XbzrleEncoderKind.Vector128, XbzrleEncoderKind.Vector256, XbzrleEncoderKind.Vector512];
+    var destination = new byte[PagePairs.PageSize];
+    Console.WriteLine($"best: {Xbzrle.BestKind}");
+    foreach (string size in new[] { "Cold", "Hot" })
+    {
+        foreach (string pattern in patterns.Where(p => filter.Length == 0 || filter.Contains(p)))
+        {
+            var pairs = new PagePairs(pattern, size);
+            var line = $"{size,-5} {pattern,-11}";
+            foreach (XbzrleEncoderKind kind in kinds.Where(Xbzrle.IsSupported))
+            {
+                long result = 0;
+                double best = double.MaxValue;
+                for (int round = 0; round < 7; round++)
+                {
+                    var sw = Stopwatch.StartNew();
+                    int reps = size == "Hot" ? 200 : 2;
+                    for (int r = 0; r < reps; r++)
+                    {
+                        for (int p = 0; p < pairs.Count; p++)
+                        {
+                            int offset = p * PagePairs.PageSize;
+                            result += Xbzrle.Encode(pairs.Old.AsSpan(offset, PagePairs.PageSize), pairs.New.AsSpan(offset, PagePairs.PageSize), destination, kind);
+                        }
+                    }
+
+                    best = Math.Min(best, sw.Elapsed.TotalSeconds / reps);
+                }
+
+                double gbps = pairs.Count * (double)PagePairs.PageSize / best / 1e9;
+                line += $" {kind}={gbps.ToString("0.00", CultureInfo.InvariantCulture)}";
+                if (result == 42)
+                {
+                    Console.Write(string.Empty);
+                }
+            }
+
+            Console.WriteLine(line);
+        }
+    }
+}

@@ -1,0 +1,159 @@
+using BenchmarkDotNet.Attributes;
+using BenchmarkDotNet.Columns;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Engines;
+using BenchmarkDotNet.Reports;
+using BenchmarkDotNet.Running;
+using DeltaMigrate.Engine.Codec;
+
+namespace DeltaMigrate.Benchmarks;
+
+/// <summary>Encodes every page pair once per invocation; the GB/s column is new-page bytes per second.</summary>
+[Config(typeof(XbzrleConfig))]
+[SimpleJob(RunStrategy.Throughput, launchCount: 1, warmupCount: 2, iterationCount: 5)]
+public class XbzrleEncodeBenchmarks
+{
+    private PagePairs _pairs = null!;
+    private XbzrleEncoderKind _kind;
+    private readonly byte[] _destination = new byte[PagePairs.PageSize];
+
+    [Params("Unchanged", "OneWord", "EightWords", "Run64", "Bytes5", "Bytes25", "Random")]
+    public string Pattern { get; set; } = "Unchanged";
+
+    [Params("Cold", "Hot")]
+    public string Size { get; set; } = "Hot";
+
+    /// <summary>Reference = Xbzrle.EncodeScalar (QEMU's algorithm); the others are the run-merging encoder.</summary>
+    [Params("Reference", "Vector256", "Vector512")]
+    public string Encoder { get; set; } = "Vector256";
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _pairs = new PagePairs(Pattern, Size);
+        _kind = Enum.Parse<XbzrleEncoderKind>(Encoder);
+    }
+
+    [Benchmark]
+    public long Encode()
+    {
+        XbzrleEncoderKind kind = _kind;
+        if (!Xbzrle.IsSupported(kind))
+        {
+            return 0;
+        }
+
+        byte[] oldPages = _pairs.Old;
+        byte[] newPages = _pairs.New;
+        long total = 0;
+        for (int p = 0; p < _pairs.Count; p++)
+        {
+            int offset = p * PagePairs.PageSize;
+            total += Xbzrle.Encode(
+                oldPages.AsSpan(offset, PagePairs.PageSize), newPages.AsSpan(offset, PagePairs.PageSize), _destination, kind);
+        }
+
+        return total;
+    }
+}
+
+/// <summary>Applies precomputed deltas (one per page) into the destination's pages.</summary>
+[Config(typeof(XbzrleConfig))]
+[SimpleJob(RunStrategy.Throughput, launchCount: 1, warmupCount: 2, iterationCount: 5)]
+public class XbzrleDecodeBenchmarks
+{
+    private byte[] _pages = null!;
+    private byte[] _deltas = null!;
+    private int[] _starts = null!;
+    private int _count;
+
+    [Params("EightWords", "Bytes5")]
+    public string Pattern { get; set; } = "EightWords";
+
+    [Params("Cold", "Hot")]
+    public string Size { get; set; } = "Hot";
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var pairs = new PagePairs(Pattern, Size);
+        _count = pairs.Count;
+        _pages = (byte[])pairs.Old.Clone();
+        _starts = new int[_count + 1];
+        var deltas = new byte[_count * PagePairs.PageSize];
+        int at = 0;
+        for (int p = 0; p < _count; p++)
+        {
+            int offset = p * PagePairs.PageSize;
+            int n = Xbzrle.Encode(
+                pairs.Old.AsSpan(offset, PagePairs.PageSize), pairs.New.AsSpan(offset, PagePairs.PageSize), deltas.AsSpan(at, PagePairs.PageSize));
+            if (n < 0)
+            {
+                throw new InvalidOperationException("benchmark page overflowed");
+            }
+
+            _starts[p] = at;
+            at += n;
+            _starts[p + 1] = at;
+        }
+
+        _deltas = deltas;
+    }
+
+    [Benchmark]
+    public long Decode()
+    {
+        long total = 0;
+        for (int p = 0; p < _count; p++)
+        {
+            total += Xbzrle.Decode(
+                _deltas.AsSpan(_starts[p], _starts[p + 1] - _starts[p]), _pages.AsSpan(p * PagePairs.PageSize, PagePairs.PageSize));
+        }
+
+        return total;
+    }
+}
+
+internal sealed class XbzrleConfig : ManualConfig
+{
+    public XbzrleConfig() => AddColumn(new GigabytesPerSecondColumn());
+}
+
+/// <summary>GB/s of new-page input: pairs * 4096 / mean.</summary>
+internal sealed class GigabytesPerSecondColumn : IColumn
+{
+    public string Id => "GBps";
+
+    public string ColumnName => "GB/s";
+
+    public bool AlwaysShow => true;
+
+    public ColumnCategory Category => ColumnCategory.Custom;
+
+    public int PriorityInCategory => 0;
+
+    public bool IsNumeric => true;
+
+    public UnitType UnitType => UnitType.Dimensionless;
+
+    public string Legend => "New-page bytes per second (1e9), from the mean: pairs * 4096 / mean";
+
+    public string GetValue(Summary summary, BenchmarkCase benchmarkCase)
+    {
+        BenchmarkReport? report = summary[benchmarkCase];
+        if (report?.ResultStatistics is not { } stats)
+        {
+            return "-";
+        }
+
+        string size = benchmarkCase.Parameters["Size"]?.ToString() ?? "Hot";
+        double bytes = (double)PagePairs.PairsFor(size) * PagePairs.PageSize;
+        return (bytes / stats.Mean).ToString("0.00", System.Globalization.CultureInfo.InvariantCulture); // bytes per ns = GB/s
+    }
+
+    public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style) => GetValue(summary, benchmarkCase);
+
+    public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
+
+    public bool IsAvailable(Summary summary) => true;
+}
