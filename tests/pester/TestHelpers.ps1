@@ -67,7 +67,7 @@ function Assert-SameMemory([string] $Source, [string] $Destination) {
     Save-GuestMemory $Source $a
     Save-GuestMemory $Destination $b
     try {
-        $h = (Get-FileHash $a -Algorithm SHA256).Hash; "hash $h"; $h | Should -Be (Get-FileHash $b -Algorithm SHA256).Hash -Because "RAM of '$Source' and '$Destination' must be identical byte for byte"
+        (Get-FileHash $a -Algorithm SHA256).Hash | Should -Be (Get-FileHash $b -Algorithm SHA256).Hash -Because "RAM of '$Source' and '$Destination' must be identical byte for byte"
     }
     finally { Remove-Item $a, $b -ErrorAction Ignore }
 }

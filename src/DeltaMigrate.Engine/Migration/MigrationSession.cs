@@ -261,9 +261,14 @@ public sealed class MigrationSession
             var failed = Result(stats, info.Status == "cancelled" ? MigrationStatus.Cancelled : MigrationStatus.Failed,
                 totalTime, pausedAt, timedOut, memorySize, rounds, sourceState, destinationState) with
             { Error = info.ErrorDescription };
-            var (id, kind, what) = timedOut && cancelRequested
-                ? ("MigrationTimedOut", ErrorKind.OperationTimeout, $"did not converge within {_options.Timeout} and was cancelled (try -TimeoutAction Pause, -AutoConverge, or a compression mode)")
-                : ("MigrationFailed", ErrorKind.ConnectionError, $"failed: {info.ErrorDescription ?? info.Status}");
+            var (id, kind, what) = (timedOut && cancelRequested, failed.BytesTransferred) switch
+            {
+                (true, _) => ("MigrationTimedOut", ErrorKind.OperationTimeout,
+                    $"did not converge within {_options.Timeout} and was cancelled (try -TimeoutAction Pause, -AutoConverge, or a compression mode)"),
+                (false, 0) => ("DestinationUnreachable", ErrorKind.ConnectionError,
+                    $"could not start: {info.ErrorDescription ?? info.Status}. Check that the destination QEMU is waiting for a migration on that address"),
+                _ => ("MigrationFailed", ErrorKind.ConnectionError, $"failed: {info.ErrorDescription ?? info.Status}"),
+            };
             throw new MigrationFailedException(id, kind,
                 $"Migration of '{_request.VMName}' to {_request.Destination.Display} {what}. Source is {sourceState}; destination is {destinationState}.",
                 failed);
@@ -271,7 +276,7 @@ public sealed class MigrationSession
 
         // QEMU's downtime counts from its own stop; after a forced pause the guest was frozen since then.
         var result = Result(stats, MigrationStatus.Completed, totalTime, pausedAt, timedOut, memorySize, rounds, "postmigrate", null);
-        var destinationNow = await ConfirmDestinationAsync(source, destination, sourceWasRunning, result);
+        var destinationNow = await ConfirmDestinationAsync(source, destination, sourceWasRunning, pausedAt is not null, result);
         return result with { DestinationState = destinationNow, SourceState = await DescribeAsync(source) };
     }
 
@@ -355,7 +360,7 @@ public sealed class MigrationSession
     /// The source finished; success only once the destination runs (or is paused, when started so).
     /// If the destination does not come up, the source is resumed so the guest keeps running somewhere.
     /// </summary>
-    private async Task<string?> ConfirmDestinationAsync(QmpClient source, QmpClient? destination, bool sourceWasRunning, MigrationResult result)
+    private async Task<string?> ConfirmDestinationAsync(QmpClient source, QmpClient? destination, bool sourceWasRunning, bool pausedByUs, MigrationResult result)
     {
         if (destination is null || _request.Destination is not LocalVmTarget local)
         {
@@ -369,6 +374,14 @@ public sealed class MigrationSession
             while (true)
             {
                 state = (await destination.QueryStatusAsync(CancellationToken.None)).Status;
+
+                // The timeout paused the guest to finish: it arrives paused, and it was running before.
+                if (state == "paused" && pausedByUs && !local.ExpectPaused)
+                {
+                    await destination.ContAsync(CancellationToken.None);
+                    continue;
+                }
+
                 if (state is "running" or "paused" && !(state == "paused" && sourceWasRunning && !local.ExpectPaused))
                 {
                     return state;

@@ -1,0 +1,4 @@
+using System.Runtime.CompilerServices;
+
+// The benchmarks pick each XBZRLE encoder implementation (XbzrleEncoderKind) explicitly.
+[assembly: InternalsVisibleTo("DeltaMigrate.Benchmarks")]

@@ -1,0 +1,57 @@
+# The module's surface: manifest, help, WhatIf, error ids. No migration needed.
+BeforeAll {
+    Import-Module "$PSScriptRoot/../../DeltaMigrate.psd1" -Force
+    . "$PSScriptRoot/TestHelpers.ps1"
+    $script:RunDir = Initialize-TestRunDirectory
+}
+
+AfterAll {
+    Remove-TestRunDirectory $RunDir
+}
+
+BeforeDiscovery {
+    $script:Cmdlets = 'Start-KvmVM', 'Get-KvmVM', 'Stop-KvmVM', 'Invoke-KvmQmp', 'Move-KvmVM'
+}
+
+Describe 'DeltaMigrate module' {
+    It 'exports exactly its cmdlets' {
+        (Get-Command -Module DeltaMigrate).Name | Sort-Object | Should -Be ($Cmdlets | Sort-Object)
+    }
+
+    It '<_> has help with a description, parameters and examples' -ForEach $Cmdlets {
+        $help = Get-Help $_ -Full
+        $help.Description.Text | Should -Not -BeNullOrEmpty
+        @($help.Examples.Example).Count | Should -BeGreaterOrEqual 2
+        foreach ($parameter in (Get-Command $_).Parameters.Values | Where-Object { $_.Name -notin [Management.Automation.PSCmdlet]::CommonParameters -and $_.Name -notin [Management.Automation.PSCmdlet]::OptionalCommonParameters }) {
+            ($help.Parameters.Parameter | Where-Object Name -EQ $parameter.Name).Description.Text |
+                Should -Not -BeNullOrEmpty -Because "-$($parameter.Name) of $_ needs a description"
+        }
+    }
+
+    It 'has an about topic' {
+        Get-Help about_DeltaMigrate | Out-String | Should -Match 'Move-KvmVM'
+    }
+}
+
+Describe 'Errors that say what to do' {
+    It 'Move-KvmVM names an unknown VM' {
+        { Move-KvmVM -Name no-such-vm -Destination 127.0.0.1:4444 -ErrorAction Stop } |
+            Should -Throw -ErrorId 'VMNotFound,DeltaMigrate.Module.Commands.MoveKvmVMCommand'
+    }
+
+    It 'Get-KvmVM names an unknown VM but not an empty wildcard' {
+        { Get-KvmVM -Name no-such-vm -ErrorAction Stop } | Should -Throw -ErrorId 'VMNotFound,DeltaMigrate.Module.Commands.GetKvmVMCommand'
+        Get-KvmVM -Name 'no-such-*' | Should -BeNullOrEmpty
+    }
+
+    It 'Start-KvmVM refuses a kernel that does not exist' {
+        { Start-KvmVM -Name k -Memory 64MB -Kernel /nonexistent/kernel -ErrorAction Stop } |
+            Should -Throw -ErrorId 'KernelNotFound,DeltaMigrate.Module.Commands.StartKvmVMCommand'
+    }
+
+    It 'Start-KvmVM -WhatIf starts nothing' {
+        Start-KvmVM -Name whatif-vm -Memory 64MB -Kernel $Guest -WhatIf
+        Get-KvmVM -Name 'whatif-*' | Should -BeNullOrEmpty
+        Test-Path (Join-Path $RunDir 'whatif-vm.json') | Should -BeFalse
+    }
+}
