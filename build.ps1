@@ -40,11 +40,12 @@ function Write-Step([string] $Message) { Write-Host "==> $Message" -ForegroundCo
 function Write-Done([string] $Message) { Write-Host "    $Message" }
 
 function Invoke-Native {
-    # Runs a program and stops the build when it fails, naming the command.
-    param([string] $File, [Parameter(ValueFromRemainingArguments)] [object[]] $Arguments)
-    $Arguments = @($Arguments | ForEach-Object { $_ })   # flatten arrays passed as one argument
-    & $File @Arguments
-    if ($LASTEXITCODE -ne 0) { throw "'$File $($Arguments -join ' ')' failed with exit code $LASTEXITCODE." }
+    # Runs a program and stops the build when it fails, naming the command. A plain function
+    # (no param block), so flags such as -o or -v reach the program instead of PowerShell.
+    $file, $arguments = $args
+    $arguments = @($arguments | ForEach-Object { $_ })   # flatten arrays passed as one argument
+    & $file @arguments
+    if ($LASTEXITCODE -ne 0) { throw "'$file $($arguments -join ' ')' failed with exit code $LASTEXITCODE." }
 }
 
 function Test-Root { (& id -u) -eq '0' }
@@ -156,6 +157,8 @@ function Invoke-Build {
     Invoke-Deps
     Write-Step "Building the module ($Configuration) into module/bin"
     Invoke-Native dotnet publish (Join-Path $Root 'src/DeltaMigrate.Module') -c $Configuration -o (Join-Path $Root 'module/bin') --nologo --verbosity quiet
+    # PowerShell looks for a binary module's help only beside its manifest (the repository root).
+    Copy-Item -Recurse -Force (Join-Path $Root 'module/en-US') $Root
 }
 
 function Get-TrxCounts([string] $Directory) {

@@ -18,7 +18,7 @@ internal static class XbzrleVectorEncoder
     internal const int MergeBelow = 3;
 
     /// <summary>A non-zero run this long triggers one sampling check for a hopeless (nearly all changed) page.</summary>
-    internal const int HopelessCheckAfter = 256;
+    internal const int HopelessCheckAfter = 128;
 
     private const int SampleChunks = 8;
 
@@ -179,7 +179,7 @@ internal static class XbzrleVectorEncoder
         if (len >= 64)
         {
             // The last 64 bytes of the page, shifted so bit 0 is byte 'chunk'.
-            return T.Diff64(ref a, ref b, len - 64) >> (int)(64 - valid);
+            return T.Diff64(ref a, ref b, len - 64) >> (int)(63 - valid);
         }
 
         ulong mask = 0;

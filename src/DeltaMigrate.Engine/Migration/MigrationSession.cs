@@ -102,7 +102,7 @@ public sealed class MigrationSession
         if (migration.Status is "setup" or "active" or "pre-switchover" or "device" or "cancelling")
         {
             throw new EngineException("MigrationInProgress", ErrorKind.InvalidState,
-                $"VM '{_request.VMName}' is already migrating (status '{migration.Status}'). Wait for it, or cancel it with Invoke-KvmQmp -Command migrate_cancel.")
+                $"VM '{_request.VMName}' is already migrating (status '{migration.Status}'). Wait for it, or cancel it with Invoke-KvmQmp -Name {_request.VMName} -Command migrate_cancel.")
             { Target = _request.VMName };
         }
 

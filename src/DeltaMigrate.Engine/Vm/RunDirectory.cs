@@ -36,10 +36,10 @@ public sealed class RunDirectory
         }
     }
 
-    /// <summary>The socket a migration or Invoke-KvmQmp holds for as long as it needs.</summary>
+    /// <summary>The socket a migration holds for as long as it runs.</summary>
     public string ControlSocket(string name) => File(name, "qmp");
 
-    /// <summary>A second monitor, so that Get-KvmVM answers while a migration holds the first (QMP serves one client).</summary>
+    /// <summary>A second monitor, so that Get-KvmVM and Invoke-KvmQmp answer while a migration holds the first (QMP serves one client).</summary>
     public string QuerySocket(string name) => File(name, "query.qmp");
 
     public string SerialLog(string name) => File(name, "serial.log");

@@ -28,6 +28,7 @@ public sealed class InvokeKvmQmpCommand : EngineCmdlet
 
     /// <summary>Seconds to wait for QEMU's reply.</summary>
     [Parameter]
+    [Seconds]
     public TimeSpan Timeout { get; set; } = QmpClient.DefaultCommandTimeout;
 
     protected override void ProcessRecord()
@@ -56,9 +57,13 @@ public sealed class InvokeKvmQmpCommand : EngineCmdlet
         {
             WriteError(new ErrorRecord(e, "QmpCommandFailed", ErrorCategory.InvalidOperation, Command));
         }
-        catch (Exception e) when (e is EngineException or QmpException or TimeoutException)
+        catch (Exception e) when (e is QmpException or IOException or System.Net.Sockets.SocketException)
         {
-            WriteError(ToErrorRecord(e, Name));
+            WriteError(new ErrorRecord(e, "VMNotReachable", ErrorCategory.ConnectionError, VM?.Name ?? Name));
+        }
+        catch (Exception e) when (e is EngineException or TimeoutException)
+        {
+            WriteError(ToErrorRecord(e, VM?.Name ?? Name));
         }
     }
 

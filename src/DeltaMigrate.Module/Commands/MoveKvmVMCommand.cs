@@ -1,6 +1,7 @@
 using System.Management.Automation;
 using DeltaMigrate.Engine;
 using DeltaMigrate.Engine.Migration;
+using DeltaMigrate.Engine.Qmp;
 using DeltaMigrate.Engine.Vm;
 using DeltaMigrate.Module.Infrastructure;
 
@@ -13,7 +14,7 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
 {
     private int _activity;
 
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = "Name")]
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true, ParameterSetName = "Name")]
     [ValidateNotNullOrEmpty]
     public string Name { get; set; } = "";
 
@@ -89,9 +90,11 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
         }
         catch (MigrationFailedException e)
         {
-            WriteError(new ErrorRecord(e, e.ErrorId, ErrorCategory.OperationStopped, e.Result) { ErrorDetails = new ErrorDetails(e.Message) });
+            // The result says what each side is left in; scripts read it from TargetObject.
+            var record = ToErrorRecord(e);
+            WriteError(new ErrorRecord(e, e.ErrorId, record.CategoryInfo.Category, e.Result));
         }
-        catch (EngineException e)
+        catch (Exception e) when (e is EngineException or QmpException or TimeoutException)
         {
             WriteError(ToErrorRecord(e, name));
         }
@@ -157,20 +160,5 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
         var summary = $"Moved {result.VMName} to {result.Destination} ({result.Mode}) in {result.TotalTime.TotalSeconds:0.0} s, " +
             $"downtime {result.Downtime.TotalMilliseconds:0} ms, {result.BytesTransferred / 1048576.0:0.0} MiB sent in {result.DirtySyncCount} rounds.";
         WriteInformation(new HostInformationMessage { Message = summary }, ["PSHOST"]);
-    }
-}
-
-/// <summary>Lets a TimeSpan parameter take a plain number of seconds.</summary>
-[AttributeUsage(AttributeTargets.Property)]
-internal sealed class SecondsAttribute : ArgumentTransformationAttribute
-{
-    public override object Transform(EngineIntrinsics engineIntrinsics, object inputData)
-    {
-        var value = inputData is PSObject pso ? pso.BaseObject : inputData;
-        return value switch
-        {
-            int or long or double or float or decimal => TimeSpan.FromSeconds(Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture)),
-            _ => inputData,
-        };
     }
 }

@@ -12,7 +12,7 @@ namespace DeltaMigrate.Module.Commands;
 [OutputType(typeof(VmInfo))]
 public sealed class StopKvmVMCommand : EngineCmdlet
 {
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = "Name")]
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true, ParameterSetName = "Name")]
     [SupportsWildcards]
     public string[] Name { get; set; } = [];
 
@@ -25,6 +25,7 @@ public sealed class StopKvmVMCommand : EngineCmdlet
 
     /// <summary>How long to wait for the guest to power off.</summary>
     [Parameter]
+    [Seconds]
     public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(60);
 
     [Parameter]
