@@ -1,0 +1,74 @@
+<#
+.SYNOPSIS
+    Drains a host for maintenance: live-migrates every VM whose name matches, one at a time,
+    logs each result to a CSV file, and stops at the first failure (the VM that failed keeps
+    running here; the ones not yet attempted are left alone).
+
+.EXAMPLE
+    # Nightly: each VM goes to a QEMU that host2's automation started waiting on a known port.
+    ./Invoke-KvmHostDrain.ps1 -Name 'web*' -LogPath /var/log/deltamigrate/drain.csv -Destination {
+        param($vm) "host2:$(4400 + [int]($vm.Name -replace '\D'))"
+    }
+
+.EXAMPLE
+    # On one host (tests, rehearsals): a waiting VM for each source, same memory and machine.
+    ./Invoke-KvmHostDrain.ps1 -Name 'app-*' -LogPath ./drain.csv -Destination {
+        param($vm) Start-KvmVM -Name "$($vm.Name)-new" -Memory $vm.MemoryBytes -Machine $vm.Machine -Incoming
+    }
+#>
+[CmdletBinding(SupportsShouldProcess)]
+param(
+    # Wildcard pattern of the VMs to drain.
+    [Parameter(Mandatory)] [string] $Name,
+
+    # Returns where a VM goes, given the VM: a waiting VM (object or name) or host:port.
+    [Parameter(Mandatory)] [scriptblock] $Destination,
+
+    # CSV file that receives one row per VM (appended, so a night's log keeps every run).
+    [Parameter(Mandatory)] [string] $LogPath,
+
+    [ValidateSet('None', 'Native')] [string] $Compress = 'Native',
+
+    # Per VM: cancel a migration that has not converged by then.
+    [TimeSpan] $Timeout = [TimeSpan]::FromMinutes(10)
+)
+
+$ErrorActionPreference = 'Stop'
+Import-Module (Join-Path $PSScriptRoot '../DeltaMigrate.psd1')
+
+function Write-Log($VM, $Target, $Result, [string] $ErrorText) {
+    [pscustomobject]@{
+        Time          = (Get-Date).ToString('o')
+        VM            = $VM.Name
+        Destination   = "$Target"
+        Status        = if ($Result) { $Result.Status } else { 'Failed' }
+        TotalSeconds  = if ($Result) { [math]::Round($Result.TotalTime.TotalSeconds, 2) } else { $null }
+        DowntimeMs    = if ($Result) { [math]::Round($Result.Downtime.TotalMilliseconds) } else { $null }
+        TransferredMB = if ($Result) { [math]::Round($Result.BytesTransferred / 1MB, 1) } else { $null }
+        Rounds        = if ($Result) { $Result.DirtySyncCount } else { $null }
+        Error         = $ErrorText
+    } | Export-Csv -Path $LogPath -Append -NoTypeInformation
+}
+
+function Get-Label($Target) { if ($Target -is [string] -or $null -eq $Target) { "$Target" } else { $Target.Name } }
+
+$vms = @(Get-KvmVM -Name $Name | Where-Object State -EQ 'running' | Sort-Object Name)
+Write-Verbose "Draining $($vms.Count) VM(s) matching '$Name'"
+foreach ($vm in $vms) {
+    if (-not $PSCmdlet.ShouldProcess($vm.Name, 'Drain (live-migrate away)')) { continue }
+    $target = $null
+    try {
+        $target = & $Destination $vm
+        $result = Move-KvmVM -VM $vm -Destination $target -Compress $Compress -Timeout $Timeout -PassThru
+        Write-Log $vm (Get-Label $target) $result ''
+        $result
+    }
+    catch {
+        $failed = if ($_.TargetObject -is [DeltaMigrate.Engine.Migration.MigrationResult]) { $_.TargetObject }
+        Write-Log $vm (Get-Label $target) $failed "$_"
+        # Stop cleanly: what has moved stays moved, the failed VM keeps running here, the rest wait.
+        Write-Error -ErrorRecord $_ -ErrorAction Continue
+        Write-Warning "Drain stopped at '$($vm.Name)'; $(@($vms).Count - [array]::IndexOf($vms, $vm) - 1) VM(s) not attempted."
+        exit 1
+    }
+}
