@@ -199,12 +199,11 @@ Import-Module '$PesterManifest'
 `$r = Invoke-Pester -Configuration `$config
 "PESTER `$(`$r.PassedCount) `$(`$r.FailedCount + `$r.FailedBlocksCount + `$r.FailedContainersCount) `$(`$r.SkippedCount)"
 "@
-    $pesterOut = & dotnet pwsh -NoProfile -NonInteractive -Command $script | Tee-Object -Variable lines
+    & dotnet pwsh -NoProfile -NonInteractive -Command $script | Tee-Object -Variable lines | Out-Host
     $summary = $lines | Where-Object { $_ -match '^PESTER (\d+) (\d+) (\d+)$' } | Select-Object -Last 1
     if (-not $summary) { throw 'Pester did not report a result.' }
     $null = $summary -match '^PESTER (\d+) (\d+) (\d+)$'
     $pester = [pscustomobject]@{ Passed = [int]$Matches[1]; Failed = [int]$Matches[2]; Skipped = [int]$Matches[3] }
-    $null = $pesterOut
 
     Write-Step 'Summary'
     Write-Host "xUnit:  $($xunit.Passed) passed, $($xunit.Failed) failed, $($xunit.Skipped) skipped"

@@ -43,6 +43,14 @@ public abstract class EngineCmdlet : PSCmdlet, IDisposable
                 action();
             }
         }
+        catch
+        {
+            // A Write* threw (the pipeline is stopping): the engine must finish its clean-up,
+            // such as cancelling a migration and resuming the source, before the cmdlet returns.
+            _stopping.Cancel();
+            ((IAsyncResult)task).AsyncWaitHandle.WaitOne();
+            throw;
+        }
         finally
         {
             _queue = null;
