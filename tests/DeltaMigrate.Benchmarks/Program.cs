@@ -19,6 +19,26 @@ static void QuickSweep(string[] filter)
     XbzrleEncoderKind[] kinds = [XbzrleEncoderKind.Reference, XbzrleEncoderKind.Scalar, XbzrleEncoderKind.Vector128, XbzrleEncoderKind.Vector256, XbzrleEncoderKind.Vector512];
     var destination = new byte[PagePairs.PageSize];
     Console.WriteLine($"best: {Xbzrle.BestKind}");
+
+    // Warm up every encoder past tiered compilation before timing anything.
+    var warm = new PagePairs("Bytes5", "Hot");
+    var warmWatch = Stopwatch.StartNew();
+    while (warmWatch.ElapsedMilliseconds < 1500)
+    {
+        foreach (XbzrleEncoderKind kind in kinds.Where(Xbzrle.IsSupported))
+        {
+            for (int p = 0; p < warm.Count; p++)
+            {
+                int offset = p * PagePairs.PageSize;
+                Xbzrle.Encode(warm.Old.AsSpan(offset, PagePairs.PageSize), warm.New.AsSpan(offset, PagePairs.PageSize), destination, kind);
+                Xbzrle.Encode(warm.Old.AsSpan(offset, PagePairs.PageSize), warm.Old.AsSpan(offset, PagePairs.PageSize), destination, kind);
+                Xbzrle.Decode(destination.AsSpan(0, 10), new byte[PagePairs.PageSize]);
+            }
+        }
+
+        Thread.Sleep(50);
+    }
+
     foreach (string size in new[] { "Cold", "Hot" })
     {
         foreach (string pattern in patterns.Where(p => filter.Length == 0 || filter.Contains(p)))
@@ -29,10 +49,10 @@ static void QuickSweep(string[] filter)
             {
                 long result = 0;
                 double best = double.MaxValue;
-                for (int round = 0; round < 7; round++)
+                for (int round = 0; round < (size == "Hot" ? 60 : 25); round++)
                 {
                     var sw = Stopwatch.StartNew();
-                    int reps = size == "Hot" ? 200 : 2;
+                    int reps = size == "Hot" ? 8 : 1;
                     for (int r = 0; r < reps; r++)
                     {
                         for (int p = 0; p < pairs.Count; p++)
@@ -51,6 +71,26 @@ static void QuickSweep(string[] filter)
                 {
                     Console.Write(string.Empty);
                 }
+            }
+
+            if (pattern is "EightWords" or "Bytes5")
+            {
+                var decode = new XbzrleDecodeBenchmarks { Pattern = pattern, Size = size };
+                decode.Setup();
+                double bestDecode = double.MaxValue;
+                for (int round = 0; round < (size == "Hot" ? 60 : 25); round++)
+                {
+                    var sw = Stopwatch.StartNew();
+                    int reps = size == "Hot" ? 8 : 1;
+                    for (int r = 0; r < reps; r++)
+                    {
+                        decode.Decode();
+                    }
+
+                    bestDecode = Math.Min(bestDecode, sw.Elapsed.TotalSeconds / reps);
+                }
+
+                line += $" Decode={(pairs.Count * (double)PagePairs.PageSize / bestDecode / 1e9).ToString("0.00", CultureInfo.InvariantCulture)}";
             }
 
             Console.WriteLine(line);

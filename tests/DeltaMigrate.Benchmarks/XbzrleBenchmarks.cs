@@ -30,19 +30,19 @@ public class XbzrleEncodeBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _pairs = new PagePairs(Pattern, Size);
         _kind = Enum.Parse<XbzrleEncoderKind>(Encoder);
+        if (!Xbzrle.IsSupported(_kind))
+        {
+            throw new NotSupportedException($"{_kind} is not hardware accelerated on this CPU.");
+        }
+
+        _pairs = new PagePairs(Pattern, Size);
     }
 
     [Benchmark]
     public long Encode()
     {
         XbzrleEncoderKind kind = _kind;
-        if (!Xbzrle.IsSupported(kind))
-        {
-            return 0;
-        }
-
         byte[] oldPages = _pairs.Old;
         byte[] newPages = _pairs.New;
         long total = 0;

@@ -37,8 +37,9 @@ public static class Xbzrle
     /// </summary>
     /// <returns>
     /// The encoded length; 0 when the pages are identical; <see cref="Overflow"/> (-1) when the delta would
-    /// exceed <paramref name="destination"/> (or the page is so different that the encoder gave up early
-    /// because the delta could save at most about 1/16 of the destination). Bytes of
+    /// exceed <paramref name="destination"/>, or when a long changed run made the encoder sample the rest of
+    /// the page and the estimate says the delta would save less than 1/16 of the destination (a nearly
+    /// all-changed page is given up after reading a fraction of it). Bytes of
     /// <paramref name="destination"/> past the returned length are unspecified, and so is all of it on overflow;
     /// nothing outside <paramref name="destination"/> is ever written.
     /// </returns>

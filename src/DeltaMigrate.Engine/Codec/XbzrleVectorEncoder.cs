@@ -8,9 +8,9 @@ namespace DeltaMigrate.Engine.Codec;
 /// <summary>
 /// The fast XBZRLE encoder: pages are compared as 64-byte chunks turned into 64-bit difference masks
 /// (bit set = byte changed) and runs are walked with trailing-zero counts. Zero runs of one or two bytes
-/// between changed bytes are merged into the non-zero run (the result is never larger than with maximal
-/// runs except, rarely, by one length byte, and is far cheaper to find); long unchanged stretches are
-/// skipped with whole-block equality tests.
+/// between changed bytes are merged into the non-zero run (the result is at most one byte per merged
+/// non-zero run of 128 bytes or more larger than with maximal runs, usually smaller, and far cheaper to
+/// find); long unchanged stretches are skipped with whole-block equality tests.
 /// </summary>
 internal static class XbzrleVectorEncoder
 {
@@ -179,7 +179,7 @@ internal static class XbzrleVectorEncoder
         if (len >= 64)
         {
             // The last 64 bytes of the page, shifted so bit 0 is byte 'chunk'.
-            return T.Diff64(ref a, ref b, len - 64) >> (int)(63 - valid);
+            return T.Diff64(ref a, ref b, len - 64) >> (int)(64 - valid);
         }
 
         ulong mask = 0;
