@@ -163,7 +163,7 @@ function Invoke-Build {
 
 function Get-TrxCounts([string] $Directory) {
     $passed = 0; $failed = 0; $skipped = 0
-    foreach ($trx in Get-ChildItem $Directory -Filter *.trx -Recurse) {
+    foreach ($trx in Get-ChildItem $Directory -Filter *.trx -Recurse -ErrorAction Ignore) {
         $counters = ([xml](Get-Content -Raw $trx.FullName)).TestRun.ResultSummary.Counters
         $passed += [int]$counters.passed
         $failed += [int]$counters.failed + [int]$counters.error + [int]$counters.timeout
