@@ -15,6 +15,7 @@
         'Stop-KvmVM'
         'Invoke-KvmQmp'
         'Move-KvmVM'
+        'Receive-KvmVM'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

@@ -10,7 +10,7 @@ AfterAll {
 }
 
 BeforeDiscovery {
-    $script:Cmdlets = 'Start-KvmVM', 'Get-KvmVM', 'Stop-KvmVM', 'Invoke-KvmQmp', 'Move-KvmVM'
+    $script:Cmdlets = 'Start-KvmVM', 'Get-KvmVM', 'Stop-KvmVM', 'Invoke-KvmQmp', 'Move-KvmVM', 'Receive-KvmVM'
 }
 
 Describe 'DeltaMigrate module' {

@@ -34,10 +34,16 @@ public sealed record MigrationOptions
     /// <summary>QEMU 7.2 through 10.0 default to 300 ms.</summary>
     public static readonly TimeSpan DefaultMaxDowntime = TimeSpan.FromMilliseconds(300);
 
-    public CompressionMode Compress { get; init; } = CompressionMode.Native;
+    public CompressionMode Compress { get; init; } = CompressionMode.Delta;
 
-    /// <summary>Page cache size in bytes (QEMU rounds it down to a power of two).</summary>
-    public long CacheSize { get; init; } = DefaultCacheSize;
+    /// <summary>
+    /// Page cache in bytes. Null: QEMU's 64 MiB for Native; for Delta half the VM's RAM, between
+    /// 64 MiB and 2 GiB (it must hold the hot set to pay, and host memory is cheaper than a stuck migration).
+    /// </summary>
+    public long? CacheSize { get; init; }
+
+    /// <summary>The receiver's one-time token, for Delta or Lz4 to a remote Receive-KvmVM.</summary>
+    public Transport.MigrationToken? Token { get; init; }
 
     /// <summary>The longest the guest may stay frozen in the final copy.</summary>
     public TimeSpan MaxDowntime { get; init; } = DefaultMaxDowntime;

@@ -17,6 +17,9 @@ public sealed record RemoteTarget(string Host, int Port) : MigrationTarget
 {
     public override string Display => $"{Host}:{Port}";
 
+    /// <summary>The host as a QEMU URI wants it (IPv6 in brackets).</summary>
+    public string UriHost => Host.Contains(':') ? $"[{Host}]" : Host;
+
     /// <summary>Parses "host:port" or "[v6addr]:port".</summary>
     public static RemoteTarget Parse(string endpoint)
     {

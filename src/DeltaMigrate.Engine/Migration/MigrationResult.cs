@@ -22,8 +22,17 @@ public sealed record MigrationRound
     /// <summary>QEMU's dirty page rate (pages/s) as it reported it at that point.</summary>
     public required long DirtyPagesRate { get; init; }
 
-    /// <summary>QEMU's measured link speed, in Mbit/s.</summary>
+    /// <summary>QEMU's measured link speed, in Mbit/s (of its own stream: before our compression).</summary>
     public required double ThroughputMbps { get; init; }
+
+    /// <summary>Bytes on the network so far (after delta and LZ4 in Delta and Lz4 modes).</summary>
+    public long WireBytes { get; init; }
+
+    /// <summary>Pages so far: sent whole, as XBZRLE deltas, or dropped because unchanged.</summary>
+    public long RawPages { get; init; }
+    public long XbzrlePages { get; init; }
+    public long UnchangedPages { get; init; }
+    public long CacheHits { get; init; }
 }
 
 /// <summary>A live sample while a migration runs (for Write-Progress).</summary>
@@ -64,7 +73,12 @@ public sealed record MigrationResult
     public required TimeSpan SetupTime { get; init; }
 
     public required long MemorySize { get; init; }
+
+    /// <summary>Bytes that crossed the network.</summary>
     public required long BytesTransferred { get; init; }
+
+    /// <summary>Bytes of QEMU's own migration stream (equal to BytesTransferred without our tunnel).</summary>
+    public long StreamBytes { get; init; }
 
     /// <summary>Pages sent whole, and their bytes.</summary>
     public long NormalPages { get; init; }
@@ -90,14 +104,40 @@ public sealed record MigrationResult
     public string? Error { get; init; }
 }
 
-/// <summary>Cache and encoding counters (QEMU's xbzrle-cache block for Native).</summary>
+/// <summary>Cache and encoding counters: QEMU's xbzrle-cache block for Native, our engine's for Delta and Lz4.</summary>
 public sealed record CompressionStats
 {
     public long CacheSize { get; init; }
+
+    /// <summary>Bytes of XBZRLE deltas produced.</summary>
     public long EncodedBytes { get; init; }
     public long CacheHits { get; init; }
     public long CacheMisses { get; init; }
     public double CacheMissRate { get; init; }
+    public long CacheEvictions { get; init; }
     public double EncodingRate { get; init; }
+
+    /// <summary>Pages whose delta would not have been smaller than the page: sent whole.</summary>
     public long Overflows { get; init; }
+
+    public long ZeroPages { get; init; }
+    public long RawPages { get; init; }
+    public long XbzrlePages { get; init; }
+
+    /// <summary>Re-sent pages identical to what the destination holds: not sent at all.</summary>
+    public long UnchangedPages { get; init; }
+
+    /// <summary>QEMU's stream in, network out.</summary>
+    public long StreamBytes { get; init; }
+    public long WireBytes { get; init; }
+
+    /// <summary>Stream bytes per wire byte.</summary>
+    public double CompressionRatio => WireBytes > 0 ? (double)StreamBytes / WireBytes : 1;
+
+    public long Frames { get; init; }
+    public long CompressedFrames { get; init; }
+
+    /// <summary>CPU time spent in the XBZRLE encoder and in LZ4.</summary>
+    public TimeSpan EncodeTime { get; init; }
+    public TimeSpan CompressTime { get; init; }
 }

@@ -1,6 +1,10 @@
 using System.Diagnostics;
 using System.Text.Json;
+using System.Net;
+using System.Net.Sockets;
+using DeltaMigrate.Engine.Delta;
 using DeltaMigrate.Engine.Qmp;
+using DeltaMigrate.Engine.Transport;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -35,34 +39,50 @@ public sealed class MigrationSession
 
     public async Task<MigrationResult> RunAsync(CancellationToken cancellationToken = default)
     {
-        if (_options.Compress is CompressionMode.Delta or CompressionMode.Lz4)
-        {
-            throw new EngineException("CompressionModeNotAvailable", ErrorKind.NotImplemented,
-                $"-Compress {_options.Compress} needs the delta transfer engine, which this version does not have yet. Use -Compress Native (QEMU's XBZRLE) or None.")
-            { Target = _request.VMName };
-        }
-
         await using var source = await ConnectAsync(_request.SourceControlSocket, _request.VMName, cancellationToken);
         var sourceBefore = await PreflightSourceAsync(source, cancellationToken);
         var memorySize = (await source.QueryMemorySizeSummaryAsync(cancellationToken)).BaseMemory;
 
         QmpClient? destination = null;
+        await using var tunnel = new TunnelEnds();
         try
         {
             string uri;
             if (_request.Destination is LocalVmTarget local)
             {
                 destination = await ConnectAsync(local.ControlSocket, local.Name, cancellationToken);
-                uri = await PrepareLocalDestinationAsync(destination, local, memorySize, cancellationToken);
+                await PreflightDestinationAsync(destination, local, memorySize, cancellationToken);
+                if (UsesTunnel)
+                {
+                    await StartLocalReceiverAsync(destination, local, tunnel, cancellationToken);
+                    uri = "";
+                }
+                else
+                {
+                    uri = await ListenLocallyAsync(destination, local, cancellationToken);
+                }
             }
             else
             {
                 var remote = (RemoteTarget)_request.Destination;
-                uri = $"tcp:{(remote.Host.Contains(':') ? $"[{remote.Host}]" : remote.Host)}:{remote.Port}";
+                uri = UsesTunnel ? "" : $"tcp:{remote.UriHost}:{remote.Port}";
+                if (UsesTunnel)
+                {
+                    tunnel.Token = _options.Token ?? throw new EngineException("TokenRequired", ErrorKind.InvalidArgument,
+                        $"-Compress {_options.Compress} to {remote.Display} needs the -Token that Receive-KvmVM printed on the destination host.")
+                    { Target = remote.Display };
+                    tunnel.Host = remote.Host;
+                    tunnel.Port = remote.Port;
+                }
+            }
+
+            if (UsesTunnel)
+            {
+                uri = await StartSenderAsync(tunnel, memorySize, cancellationToken);
             }
 
             await ConfigureSourceAsync(source, cancellationToken);
-            return await MigrateAsync(source, destination, uri, sourceBefore.Running, memorySize, cancellationToken);
+            return await MigrateAsync(source, destination, uri, sourceBefore.Running, memorySize, tunnel, cancellationToken);
         }
         finally
         {
@@ -71,6 +91,44 @@ public sealed class MigrationSession
                 await destination.DisposeAsync();
             }
         }
+    }
+
+    private bool UsesTunnel => _options.Compress is CompressionMode.Delta or CompressionMode.Lz4;
+
+    /// <summary>The page cache for Delta: the user's -CacheSize, else half the VM's RAM (64 MiB to 2 GiB).</summary>
+    private long DeltaCacheBytes(long memorySize) =>
+        _options.CacheSize ?? Math.Clamp(memorySize / 2, MigrationOptions.DefaultCacheSize, 2L << 30);
+
+    private async Task<string> StartSenderAsync(TunnelEnds tunnel, long memorySize, CancellationToken cancellationToken)
+    {
+        var socket = Path.Combine(Path.GetDirectoryName(_request.SourceControlSocket)!, $"{_request.VMName}.outgoing.sock");
+        var options = new TunnelOptions { BandwidthBytesPerSecond = _options.Bandwidth };
+        try
+        {
+            tunnel.Source = await DeltaSource.StartAsync(socket, tunnel.Host!, tunnel.Port, tunnel.Token!,
+                _options.Compress == CompressionMode.Delta, DeltaCacheBytes(memorySize), options, _logger, cancellationToken);
+        }
+        catch (Exception e) when (e is SocketException or IOException)
+        {
+            throw new EngineException("DestinationUnreachable", ErrorKind.ConnectionError,
+                $"Cannot reach the DeltaMigrate receiver at {tunnel.Host}:{tunnel.Port}: {e.Message}. Start it there with Receive-KvmVM.", e)
+            { Target = _request.Destination.Display };
+        }
+
+        return tunnel.Source.QemuUri;
+    }
+
+    /// <summary>One host: our receiver feeds the waiting VM through a unix socket next to its monitor.</summary>
+    private async Task StartLocalReceiverAsync(QmpClient destination, LocalVmTarget target, TunnelEnds tunnel, CancellationToken cancellationToken)
+    {
+        var incoming = Path.Combine(Path.GetDirectoryName(target.ControlSocket)!, $"{target.Name}.incoming.sock");
+        File.Delete(incoming);
+        await destination.MigrateIncomingAsync($"unix:{incoming}", cancellationToken);
+        tunnel.Token = MigrationToken.Create();
+        tunnel.Receiver = DeltaReceiver.Start(new IPEndPoint(IPAddress.Loopback, 0), tunnel.Token, incoming, _logger);
+        tunnel.Receiving = tunnel.Receiver.ReceiveAsync(cancellationToken);
+        tunnel.Host = "127.0.0.1";
+        tunnel.Port = tunnel.Receiver.Endpoint.Port;
     }
 
     private async Task<QmpClient> ConnectAsync(string socket, string vmName, CancellationToken cancellationToken)
@@ -126,7 +184,7 @@ public sealed class MigrationSession
             : null;
     }
 
-    private async Task<string> PrepareLocalDestinationAsync(QmpClient destination, LocalVmTarget target, long memorySize, CancellationToken cancellationToken)
+    private async Task PreflightDestinationAsync(QmpClient destination, LocalVmTarget target, long memorySize, CancellationToken cancellationToken)
     {
         var status = await destination.QueryStatusAsync(cancellationToken);
         if (status.Status != "inmigrate")
@@ -145,7 +203,10 @@ public sealed class MigrationSession
         }
 
         await destination.MigrateSetCapabilitiesAsync(new Dictionary<string, bool> { ["events"] = true }, cancellationToken);
+    }
 
+    private async Task<string> ListenLocallyAsync(QmpClient destination, LocalVmTarget target, CancellationToken cancellationToken)
+    {
         // Port 0: QEMU picks a free port and reports it, so two migrations never race for one.
         await destination.MigrateIncomingAsync("tcp:127.0.0.1:0", cancellationToken);
         var incoming = await destination.QueryMigrateAsync(cancellationToken);
@@ -182,16 +243,32 @@ public sealed class MigrationSession
         };
         if (_options.Compress == CompressionMode.Native)
         {
-            parameters["xbzrle-cache-size"] = _options.CacheSize;
+            parameters["xbzrle-cache-size"] = _options.CacheSize ?? MigrationOptions.DefaultCacheSize;
+        }
+
+        if (UsesTunnel)
+        {
+            // Our tunnel paces the wire; QEMU should write as fast as we drain, so it measures the real link.
+            parameters["max-bandwidth"] = Unlimited;
         }
 
         await source.MigrateSetParametersAsync(parameters, cancellationToken);
     }
 
-    private async Task<MigrationResult> MigrateAsync(QmpClient source, QmpClient? destination, string uri, bool sourceWasRunning, long memorySize, CancellationToken cancellationToken)
+    private async Task<MigrationResult> MigrateAsync(QmpClient source, QmpClient? destination, string uri, bool sourceWasRunning, long memorySize,
+        TunnelEnds tunnel, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         _logger.LogInformation("Migrating {VM} to {Destination} ({Uri}), mode {Mode}", _request.VMName, _request.Destination.Display, uri, _options.Compress);
+
+        // Downtime as the guest sees it: from the source's STOP to the destination running (or
+        // loaded, when it stays paused), both stamped by QEMU on this host's clock.
+        var frozen = Observe(source.WaitForEventAsync("STOP", cancellationToken));
+        var thawed = destination is null || _request.Destination is not LocalVmTarget target ? null
+            : Observe(destination.WaitForEventAsync(
+                e => target.ExpectPaused ? e.Name == "MIGRATION" && e.GetDataString("status") == "completed" : e.Name == "RESUME",
+                cancellationToken));
+        tunnel.Sending = tunnel.Source?.RunAsync(cancellationToken);
         await source.MigrateAsync(uri, cancellationToken);
 
         var rounds = new List<MigrationRound>();
@@ -208,7 +285,7 @@ public sealed class MigrationSession
                 if (info.Ram is not null)
                 {
                     lastFull = info;
-                    RecordRound(info, clock.Elapsed, rounds);
+                    RecordRound(info, clock.Elapsed, rounds, tunnel);
                     Report(info, clock.Elapsed, memorySize);
                 }
 
@@ -254,20 +331,27 @@ public sealed class MigrationSession
 
         var totalTime = clock.Elapsed;
         var stats = lastFull ?? info;
+        var tunnelError = await tunnel.FinishAsync(_logger);
+        if (info.Status == "completed" && tunnelError is not null && destination is null)
+        {
+            // A remote receiver did not get everything: nobody else will resume the source.
+            info = info with { Status = "failed", ErrorDescription = tunnelError };
+        }
+
         if (info.Status != "completed")
         {
             var sourceState = await RestoreSourceAsync(source, sourceWasRunning);
             var destinationState = await DescribeAsync(destination);
             var failed = Result(stats, info.Status == "cancelled" ? MigrationStatus.Cancelled : MigrationStatus.Failed,
-                totalTime, pausedAt, timedOut, memorySize, rounds, sourceState, destinationState) with
-            { Error = info.ErrorDescription };
+                totalTime, pausedAt, timedOut, memorySize, rounds, sourceState, destinationState, tunnel, null) with
+            { Error = tunnelError ?? info.ErrorDescription };
             var (id, kind, what) = (timedOut && cancelRequested, failed.BytesTransferred) switch
             {
                 (true, _) => ("MigrationTimedOut", ErrorKind.OperationTimeout,
                     $"did not converge within {_options.Timeout} and was cancelled (try -TimeoutAction Pause, -AutoConverge, or a compression mode)"),
                 (false, 0) => ("DestinationUnreachable", ErrorKind.ConnectionError,
-                    $"could not start: {info.ErrorDescription ?? info.Status}. Check that the destination QEMU is waiting for a migration on that address"),
-                _ => ("MigrationFailed", ErrorKind.ConnectionError, $"failed: {info.ErrorDescription ?? info.Status}"),
+                    $"could not start: {tunnelError ?? info.ErrorDescription ?? info.Status}. Check that the destination QEMU is waiting for a migration on that address"),
+                _ => ("MigrationFailed", ErrorKind.ConnectionError, $"failed: {tunnelError ?? info.ErrorDescription ?? info.Status}"),
             };
             throw new MigrationFailedException(id, kind,
                 $"Migration of '{_request.VMName}' to {_request.Destination.Display} {what}. Source is {sourceState}; destination is {destinationState}.",
@@ -275,17 +359,24 @@ public sealed class MigrationSession
         }
 
         // QEMU's downtime counts from its own stop; after a forced pause the guest was frozen since then.
-        var result = Result(stats, MigrationStatus.Completed, totalTime, pausedAt, timedOut, memorySize, rounds, "postmigrate", null);
+        var result = Result(stats, MigrationStatus.Completed, totalTime, pausedAt, timedOut, memorySize, rounds, "postmigrate", null, tunnel, null);
         var destinationNow = await ConfirmDestinationAsync(source, destination, sourceWasRunning, pausedAt is not null, result);
-        return result with { DestinationState = destinationNow, SourceState = await DescribeAsync(source) };
+        var downtime = await MeasuredDowntimeAsync(frozen, thawed);
+        return result with
+        {
+            DestinationState = destinationNow ?? (UsesTunnel ? "delivered" : null),
+            SourceState = await DescribeAsync(source),
+            Downtime = downtime ?? result.Downtime,
+        };
     }
 
-    private void RecordRound(MigrationInfo info, TimeSpan elapsed, List<MigrationRound> rounds)
+    private void RecordRound(MigrationInfo info, TimeSpan elapsed, List<MigrationRound> rounds, TunnelEnds tunnel)
     {
         var ram = info.Ram!;
         var round = (int)(ram.DirtySyncCount ?? 0);
         if (round > 0 && (rounds.Count == 0 || rounds[^1].Round < round))
         {
+            var counters = tunnel.Source?.Counters;
             rounds.Add(new MigrationRound
             {
                 Round = round,
@@ -294,6 +385,11 @@ public sealed class MigrationSession
                 BytesRemaining = ram.Remaining ?? 0,
                 DirtyPagesRate = ram.DirtyPagesRate ?? 0,
                 ThroughputMbps = ram.Mbps ?? 0,
+                WireBytes = tunnel.Source?.TunnelStats.WireBytes ?? ram.Transferred ?? 0,
+                XbzrlePages = counters is null ? 0 : DeltaCounters.Read(ref counters.XbzrlePages),
+                UnchangedPages = counters is null ? 0 : DeltaCounters.Read(ref counters.UnchangedPages),
+                RawPages = counters is null ? ram.Normal ?? 0 : DeltaCounters.Read(ref counters.RawPages),
+                CacheHits = counters is null ? info.XbzrleCache?.Pages ?? 0 : DeltaCounters.Read(ref counters.CacheHits),
             });
             _logger.LogDebug("{VM}: round {Round} at {Elapsed}: {Remaining} bytes remaining", _request.VMName, round, elapsed, ram.Remaining);
         }
@@ -313,11 +409,12 @@ public sealed class MigrationSession
     });
 
     private MigrationResult Result(MigrationInfo stats, MigrationStatus status, TimeSpan totalTime, TimeSpan? pausedAt, bool timedOut,
-        long memorySize, List<MigrationRound> rounds, string? sourceState, string? destinationState)
+        long memorySize, List<MigrationRound> rounds, string? sourceState, string? destinationState, TunnelEnds tunnel, string? error)
     {
         var ram = stats.Ram;
         var qemuDowntime = TimeSpan.FromMilliseconds(stats.DowntimeMs ?? 0);
-        var transferred = ram?.Transferred ?? 0;
+        var streamBytes = ram?.Transferred ?? 0;
+        var transferred = tunnel.Source?.TunnelStats.WireBytes ?? streamBytes;
         var xbzrle = stats.XbzrleCache;
         return new MigrationResult
         {
@@ -333,6 +430,7 @@ public sealed class MigrationSession
             SetupTime = TimeSpan.FromMilliseconds(stats.SetupTimeMs ?? 0),
             MemorySize = memorySize,
             BytesTransferred = transferred,
+            StreamBytes = streamBytes,
             NormalPages = ram?.Normal ?? 0,
             NormalBytes = ram?.NormalBytes ?? 0,
             ZeroPages = ram?.Duplicate ?? 0,
@@ -340,18 +438,79 @@ public sealed class MigrationSession
             ThroughputMbps = totalTime.TotalSeconds > 0 ? transferred * 8 / totalTime.TotalSeconds / 1e6 : 0,
             Converged = status == MigrationStatus.Completed && pausedAt is null,
             TimedOut = timedOut,
-            Compression = xbzrle is null || _options.Compress != CompressionMode.Native ? null : new CompressionStats
-            {
-                CacheSize = xbzrle.CacheSize ?? 0,
-                EncodedBytes = xbzrle.Bytes ?? 0,
-                CacheHits = xbzrle.Pages ?? 0,
-                CacheMisses = xbzrle.CacheMiss ?? 0,
-                CacheMissRate = xbzrle.CacheMissRate ?? 0,
-                EncodingRate = xbzrle.EncodingRate ?? 0,
-                Overflows = xbzrle.Overflow ?? 0,
-            },
+            Compression = tunnel.Source is { } tunnelSource ? TunnelCompression(tunnelSource)
+                : xbzrle is null || _options.Compress != CompressionMode.Native ? null : new CompressionStats
+                {
+                    CacheSize = xbzrle.CacheSize ?? 0,
+                    EncodedBytes = xbzrle.Bytes ?? 0,
+                    CacheHits = xbzrle.Pages ?? 0,
+                    CacheMisses = xbzrle.CacheMiss ?? 0,
+                    CacheMissRate = xbzrle.CacheMissRate ?? 0,
+                    EncodingRate = xbzrle.EncodingRate ?? 0,
+                    Overflows = xbzrle.Overflow ?? 0,
+                    XbzrlePages = (long)((xbzrle.EncodingRate ?? 0) > 0 ? (xbzrle.Bytes ?? 0) / xbzrle.EncodingRate!.Value : 0),
+                    StreamBytes = streamBytes,
+                    WireBytes = streamBytes,
+                },
             Rounds = rounds.ToArray(),
+            Error = error,
         };
+    }
+
+    private static CompressionStats TunnelCompression(DeltaSource source)
+    {
+        var wire = source.TunnelStats;
+        var stats = new CompressionStats
+        {
+            StreamBytes = source.StreamBytes,
+            WireBytes = wire.WireBytes,
+            CompressedFrames = wire.CompressedFrames,
+            Frames = wire.Frames,
+            CompressTime = wire.CompressTime,
+        };
+        if (source.Counters is not { } c)
+        {
+            return stats;
+        }
+
+        var hits = DeltaCounters.Read(ref c.CacheHits);
+        var misses = DeltaCounters.Read(ref c.CacheMisses);
+        return stats with
+        {
+            CacheSize = DeltaCounters.Read(ref c.CacheSize),
+            EncodedBytes = DeltaCounters.Read(ref c.XbzrleBytes),
+            CacheHits = hits,
+            CacheMisses = misses,
+            CacheMissRate = hits + misses == 0 ? 0 : (double)misses / (hits + misses),
+            CacheEvictions = DeltaCounters.Read(ref c.CacheEvictions),
+            Overflows = DeltaCounters.Read(ref c.Overflows),
+            XbzrlePages = DeltaCounters.Read(ref c.XbzrlePages),
+            UnchangedPages = DeltaCounters.Read(ref c.UnchangedPages),
+            RawPages = DeltaCounters.Read(ref c.RawPages),
+            ZeroPages = DeltaCounters.Read(ref c.ZeroPages),
+            EncodeTime = c.EncodeTime,
+        };
+    }
+
+    /// <summary>Keeps a fire-and-forget event wait from surfacing as an unobserved exception.</summary>
+    private static Task<QmpEvent> Observe(Task<QmpEvent> wait)
+    {
+        _ = wait.ContinueWith(t => t.Exception, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously);
+        return wait;
+    }
+
+    private static async Task<TimeSpan?> MeasuredDowntimeAsync(Task<QmpEvent> frozen, Task<QmpEvent>? thawed)
+    {
+        if (thawed is null || !frozen.IsCompletedSuccessfully)
+        {
+            return null;
+        }
+
+        // The destination may report running a moment after its status says so.
+        await Task.WhenAny(thawed, Task.Delay(TimeSpan.FromSeconds(5)));
+        return thawed.IsCompletedSuccessfully && thawed.Result.Timestamp >= frozen.Result.Timestamp
+            ? thawed.Result.Timestamp - frozen.Result.Timestamp
+            : null;
     }
 
     private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;

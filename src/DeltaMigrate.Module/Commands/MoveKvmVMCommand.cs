@@ -2,6 +2,7 @@ using System.Management.Automation;
 using DeltaMigrate.Engine;
 using DeltaMigrate.Engine.Migration;
 using DeltaMigrate.Engine.Qmp;
+using DeltaMigrate.Engine.Transport;
 using DeltaMigrate.Engine.Vm;
 using DeltaMigrate.Module.Infrastructure;
 
@@ -26,13 +27,19 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
     [ValidateNotNull]
     public object Destination { get; set; } = "";
 
+    /// <summary>Delta (default): our tunnel with XBZRLE deltas and LZ4; Lz4; Native (QEMU's XBZRLE); None.</summary>
     [Parameter]
-    public CompressionMode Compress { get; set; } = CompressionMode.Native;
+    public CompressionMode Compress { get; set; } = CompressionMode.Delta;
 
-    /// <summary>XBZRLE page cache in bytes (64MB works).</summary>
+    /// <summary>Page cache in bytes (64MB works); default: QEMU's 64 MiB for Native, half the VM's RAM for Delta.</summary>
     [Parameter]
     [ValidateRange(4096, long.MaxValue)]
-    public long CacheSize { get; set; } = MigrationOptions.DefaultCacheSize;
+    public long CacheSize { get; set; }
+
+    /// <summary>The token Receive-KvmVM printed, for Delta or Lz4 to host:port.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? Token { get; set; }
 
     /// <summary>Longest acceptable freeze; a number means seconds (0.3 = 300 ms).</summary>
     [Parameter]
@@ -74,7 +81,8 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
             var options = new MigrationOptions
             {
                 Compress = Compress,
-                CacheSize = CacheSize,
+                CacheSize = MyInvocation.BoundParameters.ContainsKey(nameof(CacheSize)) ? CacheSize : null,
+                Token = Token is null ? null : MigrationToken.Parse(Token),
                 MaxDowntime = MaxDowntime,
                 Bandwidth = Bandwidth > 0 ? Bandwidth : null,
                 AutoConverge = AutoConverge,

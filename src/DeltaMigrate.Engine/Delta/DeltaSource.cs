@@ -1,0 +1,147 @@
+using System.Net.Sockets;
+using DeltaMigrate.Engine.Streams;
+using DeltaMigrate.Engine.Transport;
+using Microsoft.Extensions.Logging;
+
+namespace DeltaMigrate.Engine.Delta;
+
+/// <summary>
+/// The sending end: a unix socket the source QEMU migrates into (<see cref="QemuUri"/>), and the
+/// tunnel to the receiver. Delta mode rewrites the stream (<see cref="StreamTranscoder"/>); Lz4 mode
+/// carries it as it is. QEMU writes only as fast as we drain, so it measures the link's real speed.
+/// </summary>
+public sealed class DeltaSource : IAsyncDisposable
+{
+    private readonly Socket _listener;
+    private readonly string _socketPath;
+    private readonly TunnelSender _tunnel;
+    private readonly StreamTranscoder? _transcoder;
+    private readonly ILogger _logger;
+    private Socket? _qemu;
+
+    private DeltaSource(Socket listener, string socketPath, TunnelSender tunnel, StreamTranscoder? transcoder, ILogger logger)
+    {
+        _listener = listener;
+        _socketPath = socketPath;
+        _tunnel = tunnel;
+        _transcoder = transcoder;
+        _logger = logger;
+    }
+
+    public string QemuUri => $"unix:{_socketPath}";
+
+    /// <summary>Null in Lz4 mode (nothing is transcoded).</summary>
+    public DeltaCounters? Counters => _transcoder?.Counters;
+
+    public TunnelStats TunnelStats => _tunnel.Stats;
+
+    /// <summary>Bytes QEMU has written to us so far.</summary>
+    public long StreamBytes => Counters is { } c ? DeltaCounters.Read(ref c.StreamBytes) : Interlocked.Read(ref _passThroughBytes);
+
+    private long _passThroughBytes;
+
+    /// <summary>
+    /// Connects and authenticates the tunnel first, so a wrong token or an unreachable receiver
+    /// fails before QEMU is asked to do anything; then listens for QEMU.
+    /// </summary>
+    public static async Task<DeltaSource> StartAsync(string socketPath, string host, int port, MigrationToken token,
+        bool delta, long cacheBytes, TunnelOptions tunnelOptions, ILogger logger, CancellationToken cancellationToken)
+    {
+        var tunnel = await TunnelSender.ConnectAsync(host, port, token, tunnelOptions, logger, cancellationToken);
+        try
+        {
+            File.Delete(socketPath);
+            var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            listener.Bind(new UnixDomainSocketEndPoint(socketPath));
+            listener.Listen(1);
+            return new DeltaSource(listener, socketPath, tunnel, delta ? new StreamTranscoder(cacheBytes) : null, logger);
+        }
+        catch
+        {
+            await tunnel.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Takes QEMU's connection and carries its stream to the end; completes once the receiver has it all.</summary>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            _qemu = await _listener.AcceptAsync(cancellationToken);
+            await using var fromQemu = new NetworkStream(_qemu, ownsSocket: false);
+            if (_transcoder is null)
+            {
+                await CopyAsync(fromQemu, cancellationToken);
+            }
+            else
+            {
+                await using var toTunnel = new TunnelWriteStream(_tunnel);
+                await using var writer = new MigrationStreamWriter(toTunnel, leaveOpen: true);
+                await _transcoder.RunAsync(new MigrationStreamReader(fromQemu), writer, cancellationToken);
+            }
+
+            await _tunnel.CompleteAsync(cancellationToken);
+            _logger.LogDebug("Tunnel complete: {Payload} stream bytes as {Wire} wire bytes", _tunnel.Stats.PayloadBytes, _tunnel.Stats.WireBytes);
+        }
+        catch (Exception e)
+        {
+            // Tell the receiver (it drops the destination's stream) and cut QEMU off: its migration fails, the VM runs on.
+            _logger.LogWarning("Delta tunnel failed: {Error}", e.Message);
+            await _tunnel.FailAsync(e.Message);
+            _qemu?.Close();
+            throw;
+        }
+    }
+
+    private async Task CopyAsync(NetworkStream fromQemu, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[128 * 1024];
+        int read;
+        while ((read = await fromQemu.ReadAsync(buffer, cancellationToken)) > 0)
+        {
+            await _tunnel.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+            Interlocked.Add(ref _passThroughBytes, read);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _qemu?.Dispose();
+        _listener.Dispose();
+        File.Delete(_socketPath);
+        await _tunnel.DisposeAsync();
+    }
+
+    /// <summary>The stream writer's output, straight into the tunnel's frames.</summary>
+    private sealed class TunnelWriteStream(TunnelSender tunnel) : System.IO.Stream
+    {
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) =>
+            tunnel.WriteAsync(buffer, cancellationToken);
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            tunnel.WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override void Write(byte[] buffer, int offset, int count) =>
+            tunnel.WriteAsync(buffer.AsMemory(offset, count), CancellationToken.None).AsTask().GetAwaiter().GetResult();
+
+        // The writer flushes at the end of the stream; the tunnel's own CompleteAsync sends the last frame.
+        public override Task FlushAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public override void Flush()
+        {
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+    }
+}

@@ -1,0 +1,132 @@
+using System.Buffers.Binary;
+
+namespace DeltaMigrate.Engine.Transport;
+
+/// <summary>A received frame; <see cref="Payload"/> is valid until the next read.</summary>
+internal readonly record struct Frame(FrameType Type, byte Flags, int RawLength, ReadOnlyMemory<byte> Payload, int WireLength)
+{
+    public bool IsLz4 => (Flags & Protocol.FlagLz4) != 0;
+}
+
+/// <summary>Writes sealed frames to a stream, numbering them. Not thread-safe: one writer at a time.</summary>
+internal sealed class FrameWriter(System.IO.Stream stream, byte[] key)
+{
+    private ulong _sequence;
+
+    /// <summary>Seals and writes the frame whose payload is at <c>buffer[HeaderLength..]</c>; returns its wire length.</summary>
+    public async ValueTask<int> SendAsync(byte[] buffer, FrameType type, byte flags, int payloadLength, int rawLength, CancellationToken ct)
+    {
+        int length = Protocol.Seal(buffer, key, type, flags, payloadLength, rawLength, _sequence++);
+        try
+        {
+            await stream.WriteAsync(buffer.AsMemory(0, length), ct);
+            if (type != FrameType.Data)
+            {
+                await stream.FlushAsync(ct);
+            }
+        }
+        catch (Exception ex) when (Protocol.IsConnectionFailure(ex))
+        {
+            throw TunnelException.ClosedEarly("The tunnel connection broke while sending.", ex);
+        }
+
+        return length;
+    }
+
+    /// <summary>Sends an Error frame, giving up quietly after <paramref name="timeout"/> or on any failure.</summary>
+    public async Task TrySendErrorAsync(string message, TimeSpan timeout)
+    {
+        byte[] buffer = Protocol.RentErrorFrame(message, out int length);
+        try
+        {
+            using var cts = new CancellationTokenSource(timeout);
+            await SendAsync(buffer, FrameType.Error, 0, length, length, cts.Token);
+        }
+        catch (Exception)
+        {
+            // Best effort: the connection may already be gone.
+        }
+        finally
+        {
+            Protocol.Return(buffer);
+        }
+    }
+}
+
+/// <summary>Reads and verifies frames from a stream into one pooled buffer. Not thread-safe.</summary>
+internal sealed class FrameReader(System.IO.Stream stream, byte[] key) : IDisposable
+{
+    private byte[] _buffer = Protocol.Rent(64 * 1024);
+    private ulong _expected;
+
+    /// <summary>Reads the next frame; throws <see cref="TunnelException"/> (Corrupt or Closed) when it cannot be trusted.</summary>
+    public async ValueTask<Frame> ReadAsync(CancellationToken ct)
+    {
+        await ReadExactAsync(_buffer.AsMemory(0, Protocol.HeaderLength), atBoundary: true, ct);
+        var type = (FrameType)_buffer[0];
+        byte flags = _buffer[1];
+        uint payloadLength = BinaryPrimitives.ReadUInt32BigEndian(_buffer.AsSpan(2));
+        uint rawLength = BinaryPrimitives.ReadUInt32BigEndian(_buffer.AsSpan(6));
+        ulong sequence = BinaryPrimitives.ReadUInt64BigEndian(_buffer.AsSpan(10));
+        if (payloadLength > Protocol.MaxFrameLength || rawLength > Protocol.MaxFrameLength)
+        {
+            throw TunnelException.Corruption($"Frame {_expected} is corrupt: its length ({payloadLength} bytes, {rawLength} raw) exceeds the {Protocol.MaxFrameLength}-byte limit.");
+        }
+
+        int length = (int)payloadLength;
+        int needed = Protocol.HeaderLength + length + Protocol.MacLength;
+        if (_buffer.Length < needed)
+        {
+            byte[] bigger = Protocol.Rent(length);
+            _buffer.AsSpan(0, Protocol.HeaderLength).CopyTo(bigger);
+            Protocol.Return(_buffer);
+            _buffer = bigger;
+        }
+
+        await ReadExactAsync(_buffer.AsMemory(Protocol.HeaderLength, length + Protocol.MacLength), atBoundary: false, ct);
+        if (!Protocol.Verify(_buffer, key, length))
+        {
+            throw TunnelException.Corruption($"Frame {_expected} failed its integrity check: the data was damaged or tampered with in transit.");
+        }
+
+        if (sequence != _expected)
+        {
+            throw TunnelException.Corruption($"Frame {sequence} arrived where frame {_expected} was expected: frames were replayed, dropped or reordered.");
+        }
+
+        _expected++;
+        if (type is < FrameType.Data or > FrameType.Done || (flags & ~Protocol.FlagLz4) != 0
+            || ((flags & Protocol.FlagLz4) != 0 ? type != FrameType.Data || length >= rawLength : length != rawLength))
+        {
+            throw TunnelException.Corruption($"Frame {sequence} is malformed (type {(byte)type}, flags {flags}, {length} bytes, {rawLength} raw).");
+        }
+
+        return new Frame(type, flags, (int)rawLength, _buffer.AsMemory(Protocol.HeaderLength, length), needed);
+    }
+
+    public void Dispose()
+    {
+        Protocol.Return(_buffer);
+        _buffer = [];
+    }
+
+    private async ValueTask ReadExactAsync(Memory<byte> destination, bool atBoundary, CancellationToken ct)
+    {
+        int read;
+        try
+        {
+            read = await stream.ReadAtLeastAsync(destination, destination.Length, throwOnEndOfStream: false, ct);
+        }
+        catch (Exception ex) when (Protocol.IsConnectionFailure(ex))
+        {
+            throw TunnelException.ClosedEarly($"The tunnel connection broke while receiving frame {_expected}.", ex);
+        }
+
+        if (read < destination.Length)
+        {
+            throw TunnelException.ClosedEarly(atBoundary && read == 0
+                ? $"The tunnel connection closed before the transfer finished (after {_expected} frames)."
+                : $"The tunnel connection closed in the middle of frame {_expected}.");
+        }
+    }
+}

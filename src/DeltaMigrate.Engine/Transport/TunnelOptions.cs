@@ -1,0 +1,42 @@
+namespace DeltaMigrate.Engine.Transport;
+
+/// <summary>How the sender frames, compresses and paces the migration stream.</summary>
+public sealed record TunnelOptions
+{
+    /// <summary>Raw payload bytes per frame (at most <see cref="Protocol.MaxFrameLength"/>).</summary>
+    public int FrameSize { get; init; } = 256 * 1024;
+
+    /// <summary>LZ4-compress frames when that makes them smaller.</summary>
+    public bool Compress { get; init; } = true;
+
+    /// <summary>Limit on wire bytes (frame headers, payload and MACs) per second; null = unlimited.</summary>
+    public long? BandwidthBytesPerSecond { get; init; }
+
+    /// <summary>Frames queued between the framer and the socket; bounds memory and gives backpressure.</summary>
+    public int MaxFramesInFlight { get; init; } = 8;
+
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    internal void Validate()
+    {
+        if (FrameSize < 1 || FrameSize > Protocol.MaxFrameLength)
+        {
+            throw new ArgumentOutOfRangeException(nameof(FrameSize), FrameSize, $"FrameSize must be between 1 and {Protocol.MaxFrameLength}.");
+        }
+
+        if (MaxFramesInFlight < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxFramesInFlight), MaxFramesInFlight, "MaxFramesInFlight must be at least 1.");
+        }
+
+        if (BandwidthBytesPerSecond is <= 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(BandwidthBytesPerSecond), BandwidthBytesPerSecond, "BandwidthBytesPerSecond must be positive (or null for unlimited).");
+        }
+
+        if (HandshakeTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(HandshakeTimeout), HandshakeTimeout, "HandshakeTimeout must be positive.");
+        }
+    }
+}

@@ -1,0 +1,423 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Threading.Channels;
+using K4os.Compression.LZ4;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace DeltaMigrate.Engine.Transport;
+
+/// <summary>
+/// The source end of the tunnel. <see cref="WriteAsync"/> cuts the byte stream into frames, LZ4-compresses
+/// them when that helps, and queues them (at most <see cref="TunnelOptions.MaxFramesInFlight"/>) for a
+/// socket writer that paces wire bytes to <see cref="TunnelOptions.BandwidthBytesPerSecond"/>. When the
+/// link or the receiver is slow the queue fills and <see cref="WriteAsync"/> waits: memory stays bounded
+/// and the producer (QEMU) sees the link's real speed.
+/// </summary>
+/// <remarks>
+/// Calls are not thread-safe: one WriteAsync/FlushAsync/CompleteAsync at a time. Cancelling a write
+/// breaks the tunnel (the stream would have a hole); call <see cref="FailAsync"/> or dispose afterwards.
+/// </remarks>
+public sealed class TunnelSender : IAsyncDisposable
+{
+    private static readonly TimeSpan FailTimeout = TimeSpan.FromSeconds(5);
+
+    private readonly System.IO.Stream _stream;
+    private readonly TunnelOptions _options;
+    private readonly ILogger _logger;
+    private readonly FrameWriter _frameWriter;
+    private readonly FrameReader _frameReader;
+    private readonly Channel<OutFrame> _channel;
+    private readonly CancellationTokenSource _lifetime = new();
+    private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TokenBucket? _bucket;
+    private readonly int _payloadCapacity;
+    private readonly Task _writeLoop;
+    private readonly Task _readLoop;
+    private readonly object _faultLock = new();
+    private TunnelException? _fault;
+    private byte[]? _current;
+    private int _currentLength;
+    private volatile bool _endSent;
+    private bool _broken;
+    private bool _finished;
+    private int _disposed;
+
+    internal TunnelSender(System.IO.Stream stream, byte[] sessionKey, TunnelOptions options, ILogger logger)
+    {
+        _stream = stream;
+        _options = options;
+        _logger = logger;
+        _frameWriter = new FrameWriter(stream, sessionKey);
+        _frameReader = new FrameReader(stream, sessionKey);
+        _payloadCapacity = options.Compress ? Math.Max(options.FrameSize, LZ4Codec.MaximumOutputSize(options.FrameSize)) : options.FrameSize;
+        _channel = Channel.CreateBounded<OutFrame>(new BoundedChannelOptions(options.MaxFramesInFlight)
+        {
+            SingleReader = true,
+            SingleWriter = true,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+        if (options.BandwidthBytesPerSecond is long rate)
+        {
+            _bucket = new TokenBucket(rate, TokenBucket.DefaultBurst(rate), Stopwatch.GetTimestamp(), Stopwatch.Frequency);
+        }
+
+        _writeLoop = Task.Run(WriteLoopAsync);
+        _readLoop = Task.Run(ReadLoopAsync);
+    }
+
+    public TunnelStats Stats { get; } = new();
+
+    /// <summary>Connects to a <see cref="TunnelListener"/> and authenticates with <paramref name="token"/>.</summary>
+    /// <exception cref="TunnelException">ConnectFailed, AuthenticationFailed, VersionMismatch, HandshakeTimeout, Closed.</exception>
+    public static async Task<TunnelSender> ConnectAsync(string host, int port, MigrationToken token, TunnelOptions options, ILogger? logger, CancellationToken ct)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(host);
+        ArgumentNullException.ThrowIfNull(token);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        logger ??= NullLogger.Instance;
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            await socket.ConnectAsync(host, port, ct);
+        }
+        catch (SocketException ex)
+        {
+            socket.Dispose();
+            throw new TunnelException(TunnelException.ConnectFailed, ErrorKind.ConnectionError,
+                $"Cannot connect to the migration receiver at {host}:{port}: {ex.Message}", ex)
+            { Target = $"{host}:{port}" };
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+
+        var stream = new NetworkStream(socket, ownsSocket: true);
+        try
+        {
+            byte[] key = await HandshakeAsync(stream, token, options, ct);
+            logger.LogInformation("Tunnel: connected to {Host}:{Port}", host, port);
+            return new TunnelSender(stream, key, options, logger);
+        }
+        catch
+        {
+            await stream.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Queues <paramref name="data"/>; waits while <see cref="TunnelOptions.MaxFramesInFlight"/> frames are already queued.</summary>
+    public async ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken ct)
+    {
+        ThrowIfUnusable();
+        while (!data.IsEmpty)
+        {
+            _current ??= Protocol.Rent(_payloadCapacity);
+            int n = Math.Min(data.Length, _options.FrameSize - _currentLength);
+            data.Span[..n].CopyTo(_current.AsSpan(Protocol.HeaderLength + _currentLength));
+            _currentLength += n;
+            data = data[n..];
+            if (_currentLength == _options.FrameSize)
+            {
+                await EmitCurrentAsync(ct);
+            }
+        }
+    }
+
+    /// <summary>Queues the partial frame now (it does not wait for the bytes to reach the receiver).</summary>
+    public async ValueTask FlushAsync(CancellationToken ct)
+    {
+        ThrowIfUnusable();
+        if (_currentLength > 0)
+        {
+            await EmitCurrentAsync(ct);
+        }
+    }
+
+    /// <summary>Sends what is buffered and the End frame, then waits until the receiver confirms every byte reached the destination.</summary>
+    public async Task CompleteAsync(CancellationToken ct)
+    {
+        await FlushAsync(ct);
+        _endSent = true;
+        await EnqueueAsync(new OutFrame(FrameType.End, 0, Protocol.Rent(0), 0), ct);
+        _channel.Writer.TryComplete();
+        await _writeLoop.WaitAsync(ct);
+        try
+        {
+            await _done.Task.WaitAsync(ct);
+        }
+        catch (TunnelException)
+        {
+            throw Fault();
+        }
+
+        _finished = true;
+        _logger.LogInformation("Tunnel: sent {Stats}", Stats);
+    }
+
+    /// <summary>Best effort: drops buffered data, tells the receiver <paramref name="message"/> in an Error frame, and closes.</summary>
+    public async Task FailAsync(string message)
+    {
+        if (_finished || _disposed != 0)
+        {
+            return;
+        }
+
+        _broken = true;
+        SetFault(TunnelException.ClosedEarly($"The tunnel was failed by this side: {message}"));
+        if (_current is not null)
+        {
+            Protocol.Return(_current);
+            _current = null;
+            _currentLength = 0;
+        }
+
+        try
+        {
+            using var timeout = new CancellationTokenSource(FailTimeout);
+            byte[] buffer = Protocol.RentErrorFrame(message, out int length);
+            if (!_channel.Writer.TryWrite(new OutFrame(FrameType.Error, 0, buffer, length)))
+            {
+                try
+                {
+                    await _channel.Writer.WriteAsync(new OutFrame(FrameType.Error, 0, buffer, length), timeout.Token);
+                }
+                catch
+                {
+                    Protocol.Return(buffer);
+                    throw;
+                }
+            }
+
+            _channel.Writer.TryComplete();
+            await _writeLoop.WaitAsync(timeout.Token);
+        }
+        catch (Exception ex)
+        {
+            _logger.LogDebug("Tunnel: could not send the error to the receiver: {Reason}", ex.Message);
+        }
+
+        await DisposeAsync();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        _lifetime.Cancel();
+        _channel.Writer.TryComplete();
+        // Closing the stream first unblocks a loop stuck in a socket call; the loops never throw.
+        await _stream.DisposeAsync();
+        await _writeLoop;
+        await _readLoop;
+        _frameReader.Dispose();
+        if (_current is not null)
+        {
+            Protocol.Return(_current);
+            _current = null;
+        }
+
+        _lifetime.Dispose();
+    }
+
+    internal static async Task<byte[]> HandshakeAsync(System.IO.Stream stream, MigrationToken token, TunnelOptions options, CancellationToken ct)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(options.HandshakeTimeout);
+        try
+        {
+            return await Protocol.ClientHandshakeAsync(stream, token, timeout.Token);
+        }
+        catch (OperationCanceledException ex) when (!ct.IsCancellationRequested)
+        {
+            throw new TunnelException(TunnelException.HandshakeTimeout, ErrorKind.OperationTimeout,
+                $"The migration receiver did not finish the tunnel handshake within {options.HandshakeTimeout.TotalSeconds:0.#} s.", ex);
+        }
+    }
+
+    private async ValueTask EmitCurrentAsync(CancellationToken ct)
+    {
+        byte[] raw = _current!;
+        int length = _currentLength;
+        _current = null;
+        _currentLength = 0;
+        var frame = new OutFrame(FrameType.Data, 0, raw, length);
+        if (_options.Compress)
+        {
+            byte[] packed = Protocol.Rent(_payloadCapacity);
+            long started = Stopwatch.GetTimestamp();
+            int packedLength = LZ4Codec.Encode(
+                raw.AsSpan(Protocol.HeaderLength, length),
+                packed.AsSpan(Protocol.HeaderLength, _payloadCapacity),
+                LZ4Level.L00_FAST);
+            Stats.AddCompressTicks(Stopwatch.GetTimestamp() - started);
+            if (packedLength > 0 && packedLength < length)
+            {
+                Protocol.Return(raw);
+                frame = new OutFrame(FrameType.Data, Protocol.FlagLz4, packed, packedLength, length);
+            }
+            else
+            {
+                Protocol.Return(packed);
+            }
+        }
+
+        await EnqueueAsync(frame, ct);
+    }
+
+    private async ValueTask EnqueueAsync(OutFrame frame, CancellationToken ct)
+    {
+        try
+        {
+            await _channel.Writer.WriteAsync(frame, ct);
+        }
+        catch (OperationCanceledException)
+        {
+            Protocol.Return(frame.Buffer);
+            _broken = true;
+            throw;
+        }
+        catch (ChannelClosedException)
+        {
+            Protocol.Return(frame.Buffer);
+            throw Fault();
+        }
+    }
+
+    private async Task WriteLoopAsync()
+    {
+        CancellationToken ct = _lifetime.Token;
+        try
+        {
+            while (await _channel.Reader.WaitToReadAsync(ct))
+            {
+                while (_channel.Reader.TryRead(out OutFrame frame))
+                {
+                    try
+                    {
+                        if (_bucket is not null)
+                        {
+                            TimeSpan wait = _bucket.Take(Protocol.HeaderLength + frame.PayloadLength + Protocol.MacLength, Stopwatch.GetTimestamp());
+                            if (wait > TimeSpan.Zero)
+                            {
+                                await Task.Delay(wait, ct);
+                            }
+                        }
+
+                        int wire = await _frameWriter.SendAsync(frame.Buffer, frame.Type, frame.Flags, frame.PayloadLength, frame.RawLength, ct);
+                        Stats.AddWire(wire);
+                        if (frame.Type == FrameType.Data)
+                        {
+                            Stats.AddDataFrame(frame.RawLength, frame.Flags != 0);
+                        }
+                    }
+                    finally
+                    {
+                        Protocol.Return(frame.Buffer);
+                    }
+                }
+            }
+        }
+        catch (Exception ex)
+        {
+            Abort(ex is OperationCanceledException
+                ? TunnelException.ClosedEarly("The tunnel was closed before the transfer finished.", ex)
+                : ex as TunnelException ?? TunnelException.ClosedEarly($"The tunnel failed: {ex.Message}", ex));
+            while (_channel.Reader.TryRead(out OutFrame frame))
+            {
+                Protocol.Return(frame.Buffer);
+            }
+        }
+    }
+
+    private async Task ReadLoopAsync()
+    {
+        try
+        {
+            Frame frame = await _frameReader.ReadAsync(_lifetime.Token);
+            switch (frame.Type)
+            {
+                case FrameType.Done when _endSent:
+                    Stats.AddWire(frame.WireLength);
+                    _done.TrySetResult();
+                    break;
+                case FrameType.Error:
+                    Abort(TunnelException.Remote($"The receiver failed: {Protocol.DecodeErrorMessage(frame.Payload.Span)}"));
+                    break;
+                default:
+                    Abort(TunnelException.Corruption($"The receiver sent an unexpected {frame.Type} frame."));
+                    break;
+            }
+        }
+        catch (Exception ex)
+        {
+            Abort(ex is OperationCanceledException
+                ? TunnelException.ClosedEarly("The tunnel was closed before the receiver confirmed the transfer.", ex)
+                : ex as TunnelException ?? TunnelException.ClosedEarly($"The tunnel failed: {ex.Message}", ex));
+        }
+    }
+
+    /// <summary>Records the first failure, stops both loops and wakes anyone waiting.</summary>
+    private void Abort(TunnelException ex)
+    {
+        SetFault(ex);
+        _channel.Writer.TryComplete();
+        _done.TrySetException(_fault!);
+        try
+        {
+            _lifetime.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Already disposed: nothing left to stop.
+        }
+    }
+
+    private void SetFault(TunnelException ex)
+    {
+        lock (_faultLock)
+        {
+            _fault ??= ex;
+        }
+    }
+
+    /// <summary>A fresh exception (own stack trace) carrying the first failure.</summary>
+    private TunnelException Fault()
+    {
+        TunnelException fault;
+        lock (_faultLock)
+        {
+            fault = _fault ?? TunnelException.ClosedEarly("The tunnel is closed.");
+        }
+
+        return new TunnelException(fault.ErrorId, fault.Kind, fault.Message, fault);
+    }
+
+    private void ThrowIfUnusable()
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (_fault is not null)
+        {
+            throw Fault();
+        }
+
+        if (_broken || _endSent)
+        {
+            throw new InvalidOperationException(_endSent ? "The tunnel is already complete." : "A cancelled write left the tunnel unusable.");
+        }
+    }
+
+    private readonly record struct OutFrame(FrameType Type, byte Flags, byte[] Buffer, int PayloadLength, int RawLength)
+    {
+        public OutFrame(FrameType type, byte flags, byte[] buffer, int length)
+            : this(type, flags, buffer, length, length)
+        {
+        }
+    }
+}

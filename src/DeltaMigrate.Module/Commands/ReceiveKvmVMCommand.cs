@@ -1,0 +1,87 @@
+using System.Management.Automation;
+using System.Net;
+using DeltaMigrate.Engine;
+using DeltaMigrate.Engine.Migration;
+using DeltaMigrate.Engine.Transport;
+using DeltaMigrate.Engine.Vm;
+using DeltaMigrate.Module.Infrastructure;
+
+namespace DeltaMigrate.Module.Commands;
+
+/// <summary>
+/// The destination host's half of a Delta or Lz4 migration: listens for the sender, outputs a ready
+/// object with the endpoint and one-time token at once, then the result when the migration ends.
+/// </summary>
+[Cmdlet(VerbsCommunications.Receive, "KvmVM", SupportsShouldProcess = true, DefaultParameterSetName = "Name")]
+[OutputType(typeof(ReceiverReady), typeof(ReceiveResult))]
+public sealed class ReceiveKvmVMCommand : EngineCmdlet
+{
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true, ParameterSetName = "Name")]
+    [ValidateNotNullOrEmpty]
+    public string Name { get; set; } = "";
+
+    [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = "VM")]
+    public VmInfo? VM { get; set; }
+
+    /// <summary>Address and port to listen on: 0.0.0.0:4444; port 0 lets the system pick.</summary>
+    [Parameter(Position = 1)]
+    [ValidateNotNullOrEmpty]
+    public string Listen { get; set; } = "0.0.0.0:0";
+
+    /// <summary>Use this token instead of a fresh one (scripts that hand it over themselves).</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? Token { get; set; }
+
+    /// <summary>Give up waiting for the sender after this long; a number means seconds.</summary>
+    [Parameter]
+    [Seconds]
+    public TimeSpan Timeout { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        var name = VM?.Name ?? Name;
+        try
+        {
+            var record = VmResolver.Single(name);
+            if (!IPEndPoint.TryParse(Listen, out var endpoint))
+            {
+                throw new EngineException("InvalidListenAddress", ErrorKind.InvalidArgument,
+                    $"-Listen '{Listen}' is not address:port (for example 0.0.0.0:4444).")
+                { Target = Listen };
+            }
+
+            if (!ShouldProcess(name, $"Receive a live migration on {Listen}"))
+            {
+                return;
+            }
+
+            var session = new ReceiveSession(name, record.ControlSocket, record.CommandLine.Contains("-S"), endpoint,
+                Token is null ? null : MigrationToken.Parse(Token), Logger);
+            var result = RunEngine(async stop =>
+            {
+                using var limit = CancellationTokenSource.CreateLinkedTokenSource(stop);
+                if (Timeout > TimeSpan.Zero)
+                {
+                    limit.CancelAfter(Timeout);
+                }
+
+                try
+                {
+                    return await session.RunAsync(ready => Post(() => WriteObject(ready)), limit.Token);
+                }
+                catch (OperationCanceledException) when (!stop.IsCancellationRequested)
+                {
+                    throw new EngineException("ReceiveTimedOut", ErrorKind.OperationTimeout,
+                        $"No migration arrived for '{name}' within {Timeout.TotalSeconds:0} s.")
+                    { Target = name };
+                }
+            });
+            WriteObject(result);
+        }
+        catch (EngineException e)
+        {
+            WriteError(ToErrorRecord(e, name));
+        }
+    }
+}

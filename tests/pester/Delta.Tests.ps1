@@ -1,0 +1,122 @@
+# Delta and Lz4: our tunnel between real QEMU processes, RAM compared byte for byte.
+BeforeAll {
+    Import-Module "$PSScriptRoot/../../DeltaMigrate.psd1" -Force
+    . "$PSScriptRoot/TestHelpers.ps1"
+    $script:RunDir = Initialize-TestRunDirectory
+    $script:Slow = @{ Bandwidth = 20MB; MaxDowntime = 0.05 }
+}
+
+AfterAll {
+    Remove-TestRunDirectory $RunDir
+}
+
+Describe 'Move-KvmVM -Compress Delta' {
+    It 'migrates the dirtying guest with XBZRLE deltas the destination QEMU accepts; RAM identical' {
+        $src = Start-TestSource -Name d-src
+        $null = Start-TestDestination -Name d-dst -Paused
+        $result = Move-KvmVM d-src -Destination d-dst -Compress Delta -PassThru @Slow
+
+        $result.Status | Should -Be 'Completed'
+        $result.Mode | Should -Be 'Delta'
+        $result.DestinationState | Should -Be 'paused'
+        $result.DirtySyncCount | Should -BeGreaterThan 1
+        $c = $result.Compression
+        $c.XbzrlePages | Should -BeGreaterThan 0 -Because 're-sent pages travel as deltas against our cache'
+        $c.EncodedBytes | Should -BeGreaterThan 0
+        $c.EncodedBytes / $c.XbzrlePages | Should -BeLessThan 1024 -Because '16 changed bytes per page encode small'
+        $c.CacheHits | Should -BeGreaterOrEqual ($c.XbzrlePages + $c.UnchangedPages)
+        $c.WireBytes | Should -Be $result.BytesTransferred
+        $c.StreamBytes | Should -BeGreaterThan 30MB
+        $result.Rounds[-1].XbzrlePages | Should -BeGreaterThan 0
+        Assert-SameMemory d-src d-dst
+    }
+
+    It 'is the default mode, and the destination runs on' {
+        $src = Start-TestSource -Name dd-src
+        $dst = Start-TestDestination -Name dd-dst
+        $before = Get-Heartbeat $src.SerialLog
+        $result = Move-KvmVM dd-src -Destination dd-dst -PassThru
+        $result.Mode | Should -Be 'Delta'
+        $result.DestinationState | Should -Be 'running'
+        Wait-Until { (Get-Heartbeat $dst.SerialLog) -gt $before } 'the heartbeat to continue on the destination'
+    }
+
+    It 'migrates from QEMU 7.2 into QEMU 10.0; RAM identical' {
+        $src = Start-TestSource -Name dx-src
+        $null = Start-TestDestination -Name dx-dst -Paused -QemuPath $Qemu10
+        $result = Move-KvmVM dx-src -Destination dx-dst -Compress Delta -PassThru @Slow
+        $result.Status | Should -Be 'Completed'
+        $result.Compression.XbzrlePages | Should -BeGreaterThan 0
+        Assert-SameMemory dx-src dx-dst
+    }
+}
+
+Describe 'Move-KvmVM -Compress Lz4' {
+    It 'shrinks text-like memory on the wire; RAM identical' {
+        $src = Start-TestSource -Name l-src -Append 'ws=32 hot=8 rate=2000 bytes=16 pattern=scatter fill=text'
+        $null = Start-TestDestination -Name l-dst -Paused
+        $result = Move-KvmVM l-src -Destination l-dst -Compress Lz4 -PassThru @Slow
+        $result.Status | Should -Be 'Completed'
+        $result.Compression.CompressionRatio | Should -BeGreaterThan 2 -Because 'the guest filled its memory with text LZ4 shrinks about 3x'
+        $result.Compression.XbzrlePages | Should -Be 0
+        Assert-SameMemory l-src l-dst
+    }
+}
+
+Describe 'Receive-KvmVM: the destination host runs the receiver' {
+    BeforeAll {
+        function Start-Receiver([string] $Name, [string] $Token) {
+            $ps = [powershell]::Create()
+            $null = $ps.AddScript("Import-Module '$Root/DeltaMigrate.psd1'; Receive-KvmVM -Name $Name -Listen 127.0.0.1:0 -Token '$Token' -Timeout 120")
+            $output = [Management.Automation.PSDataCollection[psobject]]::new()
+            $handle = $ps.BeginInvoke([Management.Automation.PSDataCollection[psobject]]::new(), $output)
+            [pscustomobject]@{ PowerShell = $ps; Handle = $handle; Output = $output }
+        }
+    }
+
+    It 'hands out an endpoint and token, receives the VM, and reports it running' {
+        $src = Start-TestSource -Name r-src
+        $null = Start-TestDestination -Name r-dst
+        $token = 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'
+        $receiver = Start-Receiver r-dst $token
+        try {
+            Wait-Until { $receiver.Output.Count -ge 1 } 'the receiver to be ready'
+            $ready = $receiver.Output[0]
+            $ready.Token | Should -Be $token
+            $ready.Endpoint | Should -Match '^127\.0\.0\.1:\d+$'
+
+            $result = Move-KvmVM r-src -Destination $ready.Endpoint -Token $ready.Token -Compress Delta -PassThru
+            $result.Status | Should -Be 'Completed'
+            $result.DestinationState | Should -Be 'delivered'
+
+            Wait-Until { $receiver.Handle.IsCompleted } 'the receiver to finish'
+            $received = $receiver.Output[1]
+            $received.Status | Should -Be 'Completed'
+            $received.DestinationState | Should -Be 'running'
+            $received.WireBytes | Should -Be $result.BytesTransferred
+        }
+        finally { $receiver.PowerShell.Dispose() }
+        (Get-KvmVM r-dst).State | Should -Be 'running'
+    }
+
+    It 'refuses a sender with the wrong token; the source keeps running and nothing was sent' {
+        $src = Start-TestSource -Name t-src
+        $null = Start-TestDestination -Name t-dst
+        $receiver = Start-Receiver t-dst 'BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB'
+        try {
+            Wait-Until { $receiver.Output.Count -ge 1 } 'the receiver to be ready'
+            { Move-KvmVM t-src -Destination $receiver.Output[0].Endpoint -Token 'CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC' -ErrorAction Stop } |
+                Should -Throw -ErrorId 'TunnelAuthenticationFailed,DeltaMigrate.Module.Commands.MoveKvmVMCommand'
+        }
+        finally { $receiver.PowerShell.Stop(); $receiver.PowerShell.Dispose() }
+        (Get-KvmVM t-src).State | Should -Be 'running'
+        (Invoke-KvmQmp t-src query-migrate).PSObject.Properties['status'] | Should -BeNullOrEmpty -Because 'QEMU was never asked to migrate'
+        (Get-KvmVM t-dst).State | Should -Be 'inmigrate'
+    }
+
+    It 'asks for the token when none is given' {
+        $src = Start-TestSource -Name n-src
+        { Move-KvmVM n-src -Destination 127.0.0.1:9 -Compress Delta -ErrorAction Stop } |
+            Should -Throw -ErrorId 'TokenRequired,DeltaMigrate.Module.Commands.MoveKvmVMCommand'
+    }
+}
