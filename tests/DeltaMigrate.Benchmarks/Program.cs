@@ -4,6 +4,13 @@ using BenchmarkDotNet.Running;
 using DeltaMigrate.Benchmarks;
 using DeltaMigrate.Engine.Codec;
 
+if (args.Length > 0 && args[0] == "--cache-study")
+{
+    // Page-cache replacement policies in a closed-loop pre-copy simulation (see PageCacheStudy).
+    PageCacheStudy.Run(args.Skip(1).ToArray());
+    return;
+}
+
 if (args.Length > 0 && args[0] == "--quick")
 {
     // A quick stopwatch sweep (seconds, not minutes) for iterating; BenchmarkDotNet below is the real measurement.

@@ -17,6 +17,7 @@ public sealed class StreamTranscoder
     private readonly byte[] _scratch;
     private readonly Dictionary<RamBlock, long> _firstPage = new(ReferenceEqualityComparer.Instance);
     private PageCache? _cache;
+    private long _lastPage = -1;
 
     public StreamTranscoder(long cacheBytes, int pageSize = 4096)
     {
@@ -94,6 +95,14 @@ public sealed class StreamTranscoder
     private async ValueTask WritePageAsync(MigrationStreamWriter writer, MigrationRecord record, CancellationToken cancellationToken)
     {
         var page = PageOf(record);
+
+        // QEMU scans RAM in order; going back to a lower page means a new pass (the cache's "round").
+        if (page < _lastPage)
+        {
+            Cache.NextRound();
+        }
+
+        _lastPage = page;
         var data = record.Data.Span;
         if (!Cache.TryGet(page, out var old))
         {
