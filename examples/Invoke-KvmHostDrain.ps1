@@ -5,8 +5,9 @@
     running here; the ones not yet attempted are left alone).
 
 .EXAMPLE
-    # Nightly: each VM goes to a QEMU that host2's automation started waiting on a known port.
-    ./Invoke-KvmHostDrain.ps1 -Name 'web*' -LogPath /var/log/deltamigrate/drain.csv -Destination {
+    # Nightly, with QEMU's own transport: each VM goes to a QEMU that host2's automation
+    # started waiting on a known port.
+    ./Invoke-KvmHostDrain.ps1 -Name 'web*' -Compress Native -LogPath /var/log/deltamigrate/drain.csv -Destination {
         param($vm) "host2:$(4400 + [int]($vm.Name -replace '\D'))"
     }
 
@@ -21,13 +22,14 @@ param(
     # Wildcard pattern of the VMs to drain.
     [Parameter(Mandatory)] [string] $Name,
 
-    # Returns where a VM goes, given the VM: a waiting VM (object or name) or host:port.
+    # Returns where a VM goes, given the VM: a waiting VM (object or name), host:port of a waiting
+    # QEMU (-Compress Native or None), or the ready object Receive-KvmVM printed on the other host.
     [Parameter(Mandatory)] [scriptblock] $Destination,
 
     # CSV file that receives one row per VM (appended, so a night's log keeps every run).
     [Parameter(Mandatory)] [string] $LogPath,
 
-    [ValidateSet('None', 'Native')] [string] $Compress = 'Native',
+    [ValidateSet('Delta', 'Lz4', 'Native', 'None')] [string] $Compress = 'Delta',
 
     # Per VM: cancel a migration that has not converged by then.
     [TimeSpan] $Timeout = [TimeSpan]::FromMinutes(10)
@@ -50,7 +52,11 @@ function Write-Log($VM, $Target, $Result, [string] $ErrorText) {
     } | Export-Csv -Path $LogPath -Append -NoTypeInformation
 }
 
-function Get-Label($Target) { if ($Target -is [string] -or $null -eq $Target) { "$Target" } else { $Target.Name } }
+function Get-Label($Target) {
+    if ($Target -is [string] -or $null -eq $Target) { "$Target" }
+    elseif ($Target.PSObject.Properties['Endpoint']) { $Target.Endpoint }
+    else { $Target.Name }
+}
 
 $vms = @(Get-KvmVM -Name $Name | Where-Object State -EQ 'running' | Sort-Object Name)
 Write-Verbose "Draining $($vms.Count) VM(s) matching '$Name'"
@@ -59,7 +65,9 @@ foreach ($vm in $vms) {
     $target = $null
     try {
         $target = & $Destination $vm
-        $result = Move-KvmVM -VM $vm -Destination $target -Compress $Compress -Timeout $Timeout -PassThru
+        $where = @{ Destination = $target }
+        if ($target.PSObject.Properties['Token']) { $where = @{ Destination = $target.Endpoint; Token = $target.Token } }
+        $result = Move-KvmVM -VM $vm @where -Compress $Compress -Timeout $Timeout -PassThru
         Write-Log $vm (Get-Label $target) $result ''
         $result
     }

@@ -36,7 +36,7 @@ Describe 'examples/Invoke-KvmHostDrain.ps1' {
         $null = Start-TestSource -Name fail-b
         $log = Join-Path $RunDir 'fail.csv'
 
-        $null = & $Drain -Name 'fail-*' -LogPath $log -Destination { param($vm) '127.0.0.1:1' } 2>$null 3>$null
+        $null = & $Drain -Name 'fail-*' -LogPath $log -Compress Native -Destination { param($vm) '127.0.0.1:1' } 2>$null 3>$null
 
         $LASTEXITCODE | Should -Be 1
         $rows = @(Import-Csv $log)

@@ -83,10 +83,13 @@ Describe 'Move-KvmVM between QEMU 7.2 processes' {
 }
 
 Describe 'Move-KvmVM when things go wrong: the source keeps running' {
-    It 'names an unreachable destination' {
+    It 'names an unreachable destination, with QEMU''s transport and with our tunnel' {
         $src = Start-TestSource -Name unreach-src
-        { Move-KvmVM unreach-src -Destination 127.0.0.1:1 -ErrorAction Stop } |
+        { Move-KvmVM unreach-src -Destination 127.0.0.1:1 -Compress Native -ErrorAction Stop } |
             Should -Throw -ErrorId 'DestinationUnreachable,DeltaMigrate.Module.Commands.MoveKvmVMCommand'
+        $token = 'DDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDD'
+        { Move-KvmVM unreach-src -Destination 127.0.0.1:1 -Compress Delta -Token $token -ErrorAction Stop } |
+            Should -Throw -ErrorId 'TunnelConnectFailed,DeltaMigrate.Module.Commands.MoveKvmVMCommand'
         (Get-KvmVM unreach-src).State | Should -Be 'running'
     }
 

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
 using System.Net;
-using System.Net.Sockets;
 using DeltaMigrate.Engine.Delta;
 using DeltaMigrate.Engine.Qmp;
 using DeltaMigrate.Engine.Transport;
@@ -103,18 +102,10 @@ public sealed class MigrationSession
     {
         var socket = Path.Combine(Path.GetDirectoryName(_request.SourceControlSocket)!, $"{_request.VMName}.outgoing.sock");
         var options = new TunnelOptions { BandwidthBytesPerSecond = _options.Bandwidth };
-        try
-        {
-            tunnel.Source = await DeltaSource.StartAsync(socket, tunnel.Host!, tunnel.Port, tunnel.Token!,
-                _options.Compress == CompressionMode.Delta, DeltaCacheBytes(memorySize), options, _logger, cancellationToken);
-        }
-        catch (Exception e) when (e is SocketException or IOException)
-        {
-            throw new EngineException("DestinationUnreachable", ErrorKind.ConnectionError,
-                $"Cannot reach the DeltaMigrate receiver at {tunnel.Host}:{tunnel.Port}: {e.Message}. Start it there with Receive-KvmVM.", e)
-            { Target = _request.Destination.Display };
-        }
-
+        // A receiver that is not there or refuses the token fails here (TunnelConnectFailed,
+        // TunnelAuthenticationFailed), before QEMU is asked to do anything.
+        tunnel.Source = await DeltaSource.StartAsync(socket, tunnel.Host!, tunnel.Port, tunnel.Token!,
+            _options.Compress == CompressionMode.Delta, DeltaCacheBytes(memorySize), options, _logger, cancellationToken);
         return tunnel.Source.QemuUri;
     }
 

@@ -1,0 +1,192 @@
+using System.Net;
+using System.Net.Sockets;
+using DeltaMigrate.Engine.Transport;
+
+namespace DeltaMigrate.Engine.Tests.Transport;
+
+/// <summary>Helpers for the tunnel tests: test data, a man-in-the-middle proxy, a gated destination stream.</summary>
+internal static class TunnelTestKit
+{
+    public static readonly IPEndPoint Loopback = new(IPAddress.Loopback, 0);
+
+    /// <summary>Random bytes (incompressible).</summary>
+    public static byte[] RandomBytes(int length, int seed)
+    {
+        var data = new byte[length];
+        new Random(seed).NextBytes(data);
+        return data;
+    }
+
+    /// <summary>Guest-memory-like bytes: runs of zeros, repeated text and a few random words (compresses well).</summary>
+    public static byte[] CompressibleBytes(int length, int seed)
+    {
+        var random = new Random(seed);
+        var data = new byte[length];
+        byte[] text = "The quick brown fox jumps over the lazy dog. "u8.ToArray();
+        for (int i = 0; i < length; i++)
+        {
+            int page = i / 4096;
+            data[i] = (page % 3) switch
+            {
+                0 => 0,
+                1 => text[i % text.Length],
+                _ => (i % 64) == 0 ? (byte)random.Next(256) : (byte)(i >> 8),
+            };
+        }
+
+        return data;
+    }
+
+    /// <summary>Writes <paramref name="data"/> in ragged pieces (1 byte to ~300 KiB) to exercise frame boundaries.</summary>
+    public static async Task WriteRaggedAsync(TunnelSender sender, byte[] data, CancellationToken ct)
+    {
+        var random = new Random(7);
+        int offset = 0;
+        while (offset < data.Length)
+        {
+            int n = Math.Min(data.Length - offset, random.Next(3) switch { 0 => random.Next(1, 100), 1 => random.Next(1, 70_000), _ => random.Next(1, 300_000) });
+            await sender.WriteAsync(data.AsMemory(offset, n), ct);
+            offset += n;
+        }
+    }
+}
+
+/// <summary>
+/// A one-connection TCP proxy that can flip one byte of, or cut, the sender-to-receiver direction at a
+/// given offset (offsets count every byte the sender sends, the 66-byte handshake hello included).
+/// </summary>
+internal sealed class TamperProxy : IAsyncDisposable
+{
+    private readonly TcpListener _listener;
+    private readonly IPEndPoint _target;
+    private readonly long? _flipAt;
+    private readonly long? _cutAt;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _run;
+
+    public TamperProxy(IPEndPoint target, long? flipAt = null, long? cutAt = null)
+    {
+        _target = target;
+        _flipAt = flipAt;
+        _cutAt = cutAt;
+        _listener = new TcpListener(TunnelTestKit.Loopback);
+        _listener.Start();
+        Port = ((IPEndPoint)_listener.LocalEndpoint).Port;
+        _run = RunAsync();
+    }
+
+    public int Port { get; }
+
+    public async ValueTask DisposeAsync()
+    {
+        _stop.Cancel();
+        _listener.Stop();
+        try
+        {
+            await _run;
+        }
+        catch (Exception)
+        {
+            // The proxy's own failures do not matter once the test is over.
+        }
+
+        _stop.Dispose();
+    }
+
+    private async Task RunAsync()
+    {
+        using Socket client = await _listener.AcceptSocketAsync(_stop.Token);
+        using var server = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await server.ConnectAsync(_target, _stop.Token);
+        Task up = PumpAsync(client, server, tamper: true);
+        Task down = PumpAsync(server, client, tamper: false);
+        await Task.WhenAny(up, down);
+        // Either side finished (or the cut happened): close both so nothing hangs.
+        client.Close();
+        server.Close();
+        await Task.WhenAll(up, down).ContinueWith(_ => { }, TaskScheduler.Default);
+    }
+
+    private async Task PumpAsync(Socket from, Socket to, bool tamper)
+    {
+        var buffer = new byte[64 * 1024];
+        long offset = 0;
+        while (true)
+        {
+            int n = await from.ReceiveAsync(buffer, _stop.Token);
+            if (n == 0)
+            {
+                to.Shutdown(SocketShutdown.Send);
+                return;
+            }
+
+            if (tamper && _cutAt is long cut && offset + n >= cut)
+            {
+                int keep = (int)(cut - offset);
+                await SendAllAsync(to, buffer.AsMemory(0, keep));
+                return;
+            }
+
+            if (tamper && _flipAt is long flip && flip >= offset && flip < offset + n)
+            {
+                buffer[flip - offset] ^= 0x01;
+            }
+
+            await SendAllAsync(to, buffer.AsMemory(0, n));
+            offset += n;
+        }
+    }
+
+    private async Task SendAllAsync(Socket socket, ReadOnlyMemory<byte> data)
+    {
+        while (!data.IsEmpty)
+        {
+            int sent = await socket.SendAsync(data, SocketFlags.None, _stop.Token);
+            data = data[sent..];
+        }
+    }
+}
+
+/// <summary>A destination whose writes wait until <see cref="Open"/> is called; counts what it received.</summary>
+internal sealed class GatedStream : System.IO.Stream
+{
+    private readonly TaskCompletionSource _gate = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private long _written;
+
+    public long Written => Interlocked.Read(ref _written);
+
+    public override bool CanRead => false;
+
+    public override bool CanSeek => false;
+
+    public override bool CanWrite => true;
+
+    public override long Length => throw new NotSupportedException();
+
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+    public void Open() => _gate.TrySetResult();
+
+    public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        await _gate.Task.WaitAsync(cancellationToken);
+        Interlocked.Add(ref _written, buffer.Length);
+    }
+
+    public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException("Async only.");
+
+    public override void Flush()
+    {
+    }
+
+    public override Task FlushAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+}
