@@ -1,6 +1,6 @@
 using System.Diagnostics;
-using System.Text.Json;
 using System.Net;
+using System.Text.Json;
 using DeltaMigrate.Engine.Delta;
 using DeltaMigrate.Engine.Qmp;
 using DeltaMigrate.Engine.Transport;
