@@ -20,12 +20,15 @@ try {
     while (-not (Select-String -Path $src.SerialLog -Pattern '^DMGUEST hb' -Quiet)) { Start-Sleep -Milliseconds 200 }
     Get-KvmVM | Format-Table | Out-Host
 
-    Write-Host 'Live-migrating demo-src to demo-dst with QEMU''s XBZRLE over a 200 Mbit/s budget...'
-    $result = Move-KvmVM -Name demo-src -Destination $dst -Compress Native -Bandwidth 25MB -PassThru
+    Write-Host 'Live-migrating demo-src to demo-dst with delta compression (XBZRLE + LZ4 through our tunnel), 200 Mbit/s budget...'
+    $result = Move-KvmVM -Name demo-src -Destination $dst -Compress Delta -Bandwidth 25MB -PassThru
     $result | Format-Table | Out-Host
-    $result | Select-Object Status, TotalTime, Downtime, SetupTime, BytesTransferred, NormalPages, ZeroPages,
-        DirtySyncCount, Converged, @{ n = 'CacheHits'; e = { $_.Compression.CacheHits } },
-        @{ n = 'XbzrleBytes'; e = { $_.Compression.EncodedBytes } } | Format-List | Out-Host
+    $result | Select-Object Status, TotalTime, Downtime, SetupTime, DirtySyncCount, Converged,
+        @{ n = 'StreamMiB'; e = { [math]::Round($_.StreamBytes / 1MB, 1) } },
+        @{ n = 'WireMiB'; e = { [math]::Round($_.BytesTransferred / 1MB, 1) } } | Format-List | Out-Host
+    $result.Compression | Select-Object CacheSize, CacheHits, CacheMisses, RawPages, XbzrlePages, UnchangedPages, ZeroPages,
+        EncodedBytes, Overflows, CompressionRatio, EncodeTime | Format-List | Out-Host
+    $result.Rounds | Format-Table Round, Elapsed, BytesRemaining, WireBytes, RawPages, XbzrlePages, UnchangedPages | Out-Host
 
     $beat = (Select-String -Path $dst.SerialLog -Pattern '^DMGUEST hb (\d+)' | Select-Object -Last 1).Line
     Write-Host "demo-dst is $((Get-KvmVM demo-dst).State); its guest's last heartbeat: $beat"
