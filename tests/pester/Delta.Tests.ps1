@@ -114,6 +114,43 @@ Describe 'Receive-KvmVM: the destination host runs the receiver' {
         (Get-KvmVM t-dst).State | Should -Be 'inmigrate'
     }
 
+    It 'survives the tunnel being cut mid-migration: the source runs on, intact' {
+        $src = Start-TestSource -Name cut-src
+        $null = Start-TestDestination -Name cut-dst
+        $token = 'EEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEE'
+        $receiver = Start-Receiver cut-dst $token
+        $cutter = [powershell]::Create()
+        try {
+            Wait-Until { $receiver.Output.Count -ge 1 } 'the receiver to be ready'
+            # Another runspace stops the receiver, and the tunnel with it, once data flows.
+            $null = $cutter.AddScript({
+                    param($Receiver, $Root)
+                    Import-Module "$Root/DeltaMigrate.psd1"
+                    $deadline = [DateTime]::UtcNow.AddSeconds(60)
+                    while ([DateTime]::UtcNow -lt $deadline) {
+                        $m = Invoke-KvmQmp -Name cut-src -Command query-migrate
+                        if ($m.PSObject.Properties['ram'] -and $m.ram.transferred -gt 4MB) { $Receiver.Stop(); 'cut'; break }
+                        Start-Sleep -Milliseconds 50
+                    }
+                }).AddArgument($receiver.PowerShell).AddArgument("$Root")
+            $handle = $cutter.BeginInvoke()
+            $err = $null
+            Move-KvmVM cut-src -Destination $receiver.Output[0].Endpoint -Token $token -Bandwidth 4MB -ErrorAction SilentlyContinue -ErrorVariable err
+            $cutter.EndInvoke($handle) | Should -Be 'cut'
+        }
+        finally { $cutter.Dispose(); $receiver.PowerShell.Dispose() }
+
+        $err[0].FullyQualifiedErrorId | Should -Be 'MigrationFailed,DeltaMigrate.Module.Commands.MoveKvmVMCommand'
+        $err[0].TargetObject.SourceState | Should -Be 'running'
+        (Get-KvmVM cut-src).State | Should -Be 'running'
+        $beat = Get-Heartbeat $src.SerialLog
+        Wait-Until { (Get-Heartbeat $src.SerialLog) -gt $beat } 'the source guest to keep running'
+        # Intact: it migrates again, and the copy matches byte for byte.
+        $null = Start-TestDestination -Name cut-dst2 -Paused
+        (Move-KvmVM cut-src -Destination cut-dst2 -PassThru @Slow).Status | Should -Be 'Completed'
+        Assert-SameMemory cut-src cut-dst2
+    }
+
     It 'asks for the token when none is given' {
         $src = Start-TestSource -Name n-src
         { Move-KvmVM n-src -Destination 127.0.0.1:9 -Compress Delta -ErrorAction Stop } |

@@ -48,6 +48,9 @@ public sealed record MigrationProgress
     public required double ThroughputMbps { get; init; }
     public TimeSpan? ExpectedDowntime { get; init; }
 
+    /// <summary>Bytes on the network so far (QEMU's count with its own transport).</summary>
+    public long WireBytes { get; init; }
+
     /// <summary>0-100: how much of RAM has been sent at least once, then how close the remainder is to zero.</summary>
     public int PercentComplete =>
         MemorySize <= 0 ? 0 : (int)Math.Clamp(100.0 * (MemorySize - BytesRemaining) / MemorySize, 0, 99);

@@ -27,6 +27,7 @@ public sealed class MigrationSession
     private readonly MigrationOptions _options;
     private readonly ILogger _logger;
     private readonly IProgress<MigrationProgress>? _progress;
+    private Func<long>? _wireBytes;
 
     public MigrationSession(MigrationRequest request, MigrationOptions options, ILogger? logger = null, IProgress<MigrationProgress>? progress = null)
     {
@@ -162,7 +163,8 @@ public sealed class MigrationSession
             { Target = _request.VMName };
         }
 
-        var blockers = await LiveSectionsWeCannotCarryAsync(source, cancellationToken);
+        var blockers = await LiveSectionsWeCannotCarryAsync(source, cancellationToken)
+            ?? (UsesTunnel ? await SectionsTheTranscoderCannotParseAsync(source, cancellationToken) : null);
         if (blockers is not null)
         {
             throw new EngineException("SourceNotMigratable", ErrorKind.InvalidState,
@@ -180,6 +182,15 @@ public sealed class MigrationSession
         return QmpJson.TryGet(info.Raw, "blocked-reasons", out var reasons) && reasons.ValueKind == JsonValueKind.Array && reasons.GetArrayLength() > 0
             ? string.Join("; ", reasons.EnumerateArray().Select(r => r.GetString()))
             : null;
+    }
+
+    /// <summary>Block migration and dirty bitmaps add live sections of their own; our stream reader knows only RAM.</summary>
+    private async Task<string?> SectionsTheTranscoderCannotParseAsync(QmpClient source, CancellationToken cancellationToken)
+    {
+        var capabilities = await source.QueryMigrateCapabilitiesAsync(cancellationToken);
+        var live = new[] { "block", "dirty-bitmaps" }.Where(c => capabilities.TryGetValue(c, out var on) && on).ToList();
+        return live.Count == 0 ? null
+            : $"its migration capabilities {string.Join(", ", live)} add live sections that -Compress {_options.Compress} does not carry. Use -Compress Native or None, or turn them off.";
     }
 
     private async Task PreflightDestinationAsync(QmpClient destination, LocalVmTarget target, long memorySize, CancellationToken cancellationToken)
@@ -267,6 +278,7 @@ public sealed class MigrationSession
                 e => target.ExpectPaused ? e.Name == "MIGRATION" && e.GetDataString("status") == "completed" : e.Name == "RESUME",
                 cancellationToken));
         tunnel.Sending = tunnel.Source?.RunAsync(cancellationToken);
+        _wireBytes = tunnel.Source is { } sender ? () => sender.TunnelStats.WireBytes : null;
         await source.MigrateAsync(uri, cancellationToken);
 
         var rounds = new List<MigrationRound>();
@@ -404,6 +416,7 @@ public sealed class MigrationSession
         MemorySize = memorySize,
         ThroughputMbps = info.Ram?.Mbps ?? 0,
         ExpectedDowntime = info.ExpectedDowntimeMs is { } ms ? TimeSpan.FromMilliseconds(ms) : null,
+        WireBytes = _wireBytes?.Invoke() ?? info.Ram?.Transferred ?? 0,
     });
 
     private MigrationResult Result(MigrationInfo stats, MigrationStatus status, TimeSpan totalTime, TimeSpan? pausedAt, bool timedOut,

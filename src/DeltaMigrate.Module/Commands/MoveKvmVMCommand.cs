@@ -146,7 +146,7 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
         (p.ExpectedDowntime is { } d ? $", expected downtime {d.TotalMilliseconds:0} ms" : ""))
     {
         PercentComplete = p.PercentComplete,
-        CurrentOperation = $"{p.BytesTransferred / 1048576.0:0.0} MiB sent in {p.Elapsed.TotalSeconds:0.0} s",
+        CurrentOperation = $"{p.BytesTransferred / 1048576.0:0.0} MiB of QEMU's stream as {p.WireBytes / 1048576.0:0.0} MiB on the wire in {p.Elapsed.TotalSeconds:0.0} s",
     };
 
     private void Complete(int activity, MigrationRequest request) =>
