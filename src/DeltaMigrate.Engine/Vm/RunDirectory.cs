@@ -85,7 +85,7 @@ public sealed class RunDirectory
     /// <summary>Removes what a VM left behind once its QEMU has gone.</summary>
     public void Remove(string name)
     {
-        foreach (var file in new[] { ControlSocket(name), QuerySocket(name), PidFile(name), RecordFile(name) })
+        foreach (var file in new[] { ControlSocket(name), QuerySocket(name), PidFile(name), RecordFile(name), File(name, "incoming.sock"), File(name, "outgoing.sock") })
         {
             System.IO.File.Delete(file);
         }
