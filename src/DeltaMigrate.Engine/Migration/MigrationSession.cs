@@ -4,6 +4,7 @@ using System.Text.Json;
 using DeltaMigrate.Engine.Delta;
 using DeltaMigrate.Engine.Qmp;
 using DeltaMigrate.Engine.Transport;
+using DeltaMigrate.Engine.Vm;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -107,7 +108,7 @@ public sealed class MigrationSession
 
     private async Task<string> StartSenderAsync(TunnelEnds tunnel, long memorySize, CancellationToken cancellationToken)
     {
-        var socket = Path.Combine(Path.GetDirectoryName(_request.SourceControlSocket)!, $"{_request.VMName}.outgoing.sock");
+        var socket = new RunDirectory(Path.GetDirectoryName(_request.SourceControlSocket)!).OutgoingSocket(_request.VMName);
         // Small frames, few in flight: every byte buffered between the QEMUs is downtime in the final copy.
         var options = new TunnelOptions { BandwidthBytesPerSecond = _options.Bandwidth, FrameSize = 64 * 1024, MaxFramesInFlight = 4 };
         // A receiver that is not there or refuses the token fails here (TunnelConnectFailed,
@@ -120,7 +121,7 @@ public sealed class MigrationSession
     /// <summary>One host: our receiver feeds the waiting VM through a unix socket next to its monitor.</summary>
     private async Task StartLocalReceiverAsync(QmpClient destination, LocalVmTarget target, TunnelEnds tunnel, CancellationToken cancellationToken)
     {
-        var incoming = Path.Combine(Path.GetDirectoryName(target.ControlSocket)!, $"{target.Name}.incoming.sock");
+        var incoming = new RunDirectory(Path.GetDirectoryName(target.ControlSocket)!).IncomingSocket(target.Name);
         File.Delete(incoming);
         await destination.MigrateIncomingAsync($"unix:{incoming}", cancellationToken);
         tunnel.Token = MigrationToken.Create();

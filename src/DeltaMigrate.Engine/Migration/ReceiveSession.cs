@@ -3,6 +3,7 @@ using System.Net;
 using DeltaMigrate.Engine.Delta;
 using DeltaMigrate.Engine.Qmp;
 using DeltaMigrate.Engine.Transport;
+using DeltaMigrate.Engine.Vm;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -42,7 +43,7 @@ public sealed class ReceiveSession(string vmName, string controlSocket, bool exp
         }
 
         await qmp.MigrateSetCapabilitiesAsync(new Dictionary<string, bool> { ["events"] = true }, cancellationToken);
-        var incoming = Path.Combine(Path.GetDirectoryName(controlSocket)!, $"{vmName}.incoming.sock");
+        var incoming = new RunDirectory(Path.GetDirectoryName(controlSocket)!).IncomingSocket(vmName);
         File.Delete(incoming);
         await qmp.MigrateIncomingAsync($"unix:{incoming}", cancellationToken);
 

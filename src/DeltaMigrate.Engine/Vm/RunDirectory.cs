@@ -42,6 +42,12 @@ public sealed class RunDirectory
     /// <summary>A second monitor, so that Get-KvmVM and Invoke-KvmQmp answer while a migration holds the first (QMP serves one client).</summary>
     public string QuerySocket(string name) => File(name, "query.qmp");
 
+    /// <summary>Where our tunnel feeds a destination QEMU (migrate-incoming unix:...).</summary>
+    public string IncomingSocket(string name) => File(name, "incoming.sock");
+
+    /// <summary>Where a source QEMU migrates into our tunnel (migrate unix:...).</summary>
+    public string OutgoingSocket(string name) => File(name, "outgoing.sock");
+
     public string SerialLog(string name) => File(name, "serial.log");
 
     public string PidFile(string name) => File(name, "pid");
@@ -85,7 +91,7 @@ public sealed class RunDirectory
     /// <summary>Removes what a VM left behind once its QEMU has gone.</summary>
     public void Remove(string name)
     {
-        foreach (var file in new[] { ControlSocket(name), QuerySocket(name), PidFile(name), RecordFile(name), File(name, "incoming.sock"), File(name, "outgoing.sock") })
+        foreach (var file in new[] { ControlSocket(name), QuerySocket(name), PidFile(name), RecordFile(name), IncomingSocket(name), OutgoingSocket(name) })
         {
             System.IO.File.Delete(file);
         }

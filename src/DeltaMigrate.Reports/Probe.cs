@@ -1,0 +1,2 @@
+namespace DeltaMigrate.Reports;
+internal static class Probe { }
