@@ -11,6 +11,13 @@ if (args.Length > 0 && args[0] == "--cache-study")
     return;
 }
 
+if (args.Length > 0 && args[0] == "--pipeline")
+{
+    // The source engine's pipeline (parse, cache, encode, LZ4, frame) replaying an in-memory stream (see PipelineBenchmark).
+    PipelineBenchmark.Run(args.Skip(1).ToArray());
+    return;
+}
+
 if (args.Length > 0 && args[0] == "--quick")
 {
     // A quick stopwatch sweep (seconds, not minutes) for iterating; BenchmarkDotNet below is the real measurement.
