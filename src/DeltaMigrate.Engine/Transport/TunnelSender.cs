@@ -241,6 +241,29 @@ public sealed class TunnelSender : IAsyncDisposable
         }
     }
 
+    private int _incompressibleRun;
+
+    private bool SampleCompresses(ReadOnlySpan<byte> payload)
+    {
+        const int Sample = 4096;
+        if (payload.Length <= Sample * 2)
+        {
+            return true;
+        }
+
+        Span<byte> packed = stackalloc byte[LZ4Codec.MaximumOutputSize(Sample)];
+        long started = Stopwatch.GetTimestamp();
+        int length = LZ4Codec.Encode(payload[..Sample], packed, LZ4Level.L00_FAST);
+        Stats.AddCompressTicks(Stopwatch.GetTimestamp() - started);
+        if (length > 0 && length < Sample * 15 / 16)
+        {
+            return true;
+        }
+
+        _incompressibleRun++;
+        return false;
+    }
+
     private async ValueTask EmitCurrentAsync(CancellationToken ct)
     {
         byte[] raw = _current!;
@@ -248,7 +271,10 @@ public sealed class TunnelSender : IAsyncDisposable
         _current = null;
         _currentLength = 0;
         var frame = new OutFrame(FrameType.Data, 0, raw, length);
-        if (_options.Compress)
+
+        // After frames LZ4 could not shrink (random memory), first try a 4 KiB sample: a failed
+        // full compression costs as much as a good one, a failed sample a sixteenth of it.
+        if (_options.Compress && (_incompressibleRun < 2 || SampleCompresses(raw.AsSpan(Protocol.HeaderLength, length))))
         {
             byte[] packed = Protocol.Rent(_payloadCapacity);
             long started = Stopwatch.GetTimestamp();
@@ -257,7 +283,9 @@ public sealed class TunnelSender : IAsyncDisposable
                 packed.AsSpan(Protocol.HeaderLength, _payloadCapacity),
                 LZ4Level.L00_FAST);
             Stats.AddCompressTicks(Stopwatch.GetTimestamp() - started);
-            if (packedLength > 0 && packedLength < length)
+            var pays = packedLength > 0 && packedLength < length;
+            _incompressibleRun = pays ? 0 : _incompressibleRun + 1;
+            if (pays)
             {
                 Protocol.Return(raw);
                 frame = new OutFrame(FrameType.Data, Protocol.FlagLz4, packed, packedLength, length);
