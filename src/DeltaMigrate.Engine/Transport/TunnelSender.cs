@@ -78,6 +78,7 @@ public sealed class TunnelSender : IAsyncDisposable
         options.Validate();
         logger ??= NullLogger.Instance;
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        LimitUnsentBytes(socket, options.FrameSize);
         try
         {
             await socket.ConnectAsync(host, port, ct);
@@ -242,6 +243,28 @@ public sealed class TunnelSender : IAsyncDisposable
     }
 
     private int _incompressibleRun;
+
+    /// <summary>
+    /// Linux grows a TCP send buffer to megabytes; bytes waiting there are downtime in the final
+    /// copy and inflate QEMU's bandwidth estimate. TCP_NOTSENT_LOWAT caps what waits unsent while
+    /// leaving the in-flight window free to grow with the link's bandwidth-delay product.
+    /// </summary>
+    private static void LimitUnsentBytes(Socket socket, int frameSize)
+    {
+        const int IpProtoTcp = 6;
+        const int TcpNotSentLowat = 25;
+        if (OperatingSystem.IsLinux())
+        {
+            try
+            {
+                socket.SetRawSocketOption(IpProtoTcp, TcpNotSentLowat, BitConverter.GetBytes(Math.Max(frameSize, 64 * 1024)));
+            }
+            catch (SocketException)
+            {
+                // an older kernel: the send buffer keeps its default behaviour
+            }
+        }
+    }
 
     private bool SampleCompresses(ReadOnlySpan<byte> payload)
     {
