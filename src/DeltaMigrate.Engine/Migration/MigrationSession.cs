@@ -126,7 +126,7 @@ public sealed class MigrationSession
         await destination.MigrateIncomingAsync($"unix:{incoming}", cancellationToken);
         tunnel.Token = MigrationToken.Create();
         tunnel.Receiver = DeltaReceiver.Start(new IPEndPoint(IPAddress.Loopback, 0), tunnel.Token, incoming, _logger);
-        tunnel.Receiving = tunnel.Receiver.ReceiveAsync(cancellationToken);
+        tunnel.Receiving = tunnel.Receiver.ReceiveAsync(tunnel.Stopping);
         tunnel.Host = "127.0.0.1";
         tunnel.Port = tunnel.Receiver.Endpoint.Port;
     }
@@ -278,7 +278,7 @@ public sealed class MigrationSession
             : Observe(destination.WaitForEventAsync(
                 e => target.ExpectPaused ? e.Name == "MIGRATION" && e.GetDataString("status") == "completed" : e.Name == "RESUME",
                 cancellationToken));
-        tunnel.Sending = tunnel.Source?.RunAsync(cancellationToken);
+        tunnel.Sending = tunnel.Source?.RunAsync(tunnel.Stopping);
         _wireBytes = tunnel.Source is { } sender ? () => sender.TunnelStats.WireBytes : null;
         await source.MigrateAsync(uri, cancellationToken);
 
@@ -342,6 +342,13 @@ public sealed class MigrationSession
 
         var totalTime = clock.Elapsed;
         var stats = lastFull ?? info;
+        if (info.Status == "completed")
+        {
+            // QEMU 7.2 says "completed" before it computes total-time and downtime: ask once more.
+            var settled = await source.QueryMigrateAsync(CancellationToken.None);
+            stats = settled.Ram is not null ? settled : stats;
+        }
+
         var tunnelError = await tunnel.FinishAsync(_logger);
         if (info.Status == "completed" && tunnelError is not null && destination is null)
         {
@@ -437,7 +444,8 @@ public sealed class MigrationSession
             Destination = _request.Destination.Display,
             SourceState = sourceState,
             DestinationState = destinationState,
-            TotalTime = stats.TotalTimeMs is { } total && status == MigrationStatus.Completed ? TimeSpan.FromMilliseconds(total) : totalTime,
+            // QEMU 7.2 reports "completed" a moment before it fills in total-time: a 0 means "not yet".
+            TotalTime = stats.TotalTimeMs is > 0 and var total && status == MigrationStatus.Completed ? TimeSpan.FromMilliseconds(total) : totalTime,
             Downtime = pausedAt is { } paused && status == MigrationStatus.Completed ? Max(qemuDowntime, totalTime - paused) : qemuDowntime,
             SetupTime = TimeSpan.FromMilliseconds(stats.SetupTimeMs ?? 0),
             MemorySize = memorySize,
@@ -460,7 +468,6 @@ public sealed class MigrationSession
                     CacheMissRate = xbzrle.CacheMissRate ?? 0,
                     EncodingRate = xbzrle.EncodingRate ?? 0,
                     Overflows = xbzrle.Overflow ?? 0,
-                    XbzrlePages = (long)((xbzrle.EncodingRate ?? 0) > 0 ? (xbzrle.Bytes ?? 0) / xbzrle.EncodingRate!.Value : 0),
                     StreamBytes = streamBytes,
                     WireBytes = streamBytes,
                 },

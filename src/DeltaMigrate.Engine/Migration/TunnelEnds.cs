@@ -7,6 +7,14 @@ namespace DeltaMigrate.Engine.Migration;
 /// <summary>Our tunnel's two ends for one migration (Delta and Lz4 modes); both null with QEMU's transport.</summary>
 internal sealed class TunnelEnds : IAsyncDisposable
 {
+    private readonly CancellationTokenSource _stopping = new();
+
+    /// <summary>
+    /// The tunnel's own lifetime. Not the user's token: on Ctrl-C QEMU must be cancelled first
+    /// (so it reports "cancelled"); the tunnel then ends when QEMU closes its socket.
+    /// </summary>
+    public CancellationToken Stopping => _stopping.Token;
+
     public MigrationToken? Token { get; set; }
     public string? Host { get; set; }
     public int Port { get; set; }
@@ -46,6 +54,7 @@ internal sealed class TunnelEnds : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        await _stopping.CancelAsync();
         if (Source is not null)
         {
             await Source.DisposeAsync();
@@ -71,5 +80,7 @@ internal sealed class TunnelEnds : IAsyncDisposable
                 }
             }
         }
+
+        _stopping.Dispose();
     }
 }
