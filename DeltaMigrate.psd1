@@ -16,6 +16,8 @@
         'Invoke-KvmQmp'
         'Move-KvmVM'
         'Receive-KvmVM'
+        'Export-KvmMigrationReport'
+        'Measure-KvmVM'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

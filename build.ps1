@@ -12,19 +12,23 @@
       build  deps, then compile the module into module/bin (Import-Module ./DeltaMigrate.psd1).
       test   build, then dotnet format --verify-no-changes, xUnit and Pester (in a fresh pwsh).
       demo   build, then start two local VMs and live-migrate one into the other.
+      bench  build, then the end-to-end migrations over tc-shaped links (root; ~20 min).
       clean  remove build output (keeps .tools/).
 #>
 [CmdletBinding()]
 param(
     [Parameter(Position = 0)]
-    [ValidateSet('deps', 'build', 'test', 'demo', 'clean')]
+    [ValidateSet('deps', 'build', 'test', 'demo', 'bench', 'clean')]
     [string] $Task = 'build',
 
     [ValidateSet('Debug', 'Release')]
     [string] $Configuration = 'Release',
 
     # Runs only the Pester files whose name matches (e.g. 'Move'); xUnit still runs in full.
-    [string] $PesterFilter = '*'
+    [string] $PesterFilter = '*',
+
+    # bench: which cells of tests/bench/Invoke-MigrationBenchmark.ps1 to run (e.g. 'a/*').
+    [string[]] $BenchCell = @('*')
 )
 
 $ErrorActionPreference = 'Stop'
@@ -219,11 +223,18 @@ function Invoke-Demo {
     Invoke-Native dotnet pwsh -NoProfile -NonInteractive -File (Join-Path $Root 'examples/Demo.ps1')
 }
 
+function Invoke-Bench {
+    Invoke-Build
+    Write-Step 'Benchmark: real migrations over tc-shaped links (tests/bench, results in tests/bench/results)'
+    Invoke-Native dotnet pwsh -NoProfile -NonInteractive -File (Join-Path $Root 'tests/bench/Invoke-MigrationBenchmark.ps1') -Cell ($BenchCell -join ',')
+}
+
 switch ($Task) {
     'deps' { Invoke-Deps }
     'build' { Invoke-Build }
     'test' { Invoke-Test }
     'demo' { Invoke-Demo }
+    'bench' { Invoke-Bench }
     'clean' {
         Remove-Item -Recurse -Force (Join-Path $Root 'module/bin'), (Join-Path $Root 'artifacts') -ErrorAction Ignore
         Get-ChildItem $Root -Include bin, obj -Recurse -Directory | Remove-Item -Recurse -Force

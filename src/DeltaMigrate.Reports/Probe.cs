@@ -1,2 +1,0 @@
-namespace DeltaMigrate.Reports;
-internal static class Probe { }

@@ -1,0 +1,75 @@
+# Export-KvmMigrationReport: the report of a real migration, as HTML and PNG.
+BeforeAll {
+    Import-Module "$PSScriptRoot/../../DeltaMigrate.psd1" -Force
+    . "$PSScriptRoot/TestHelpers.ps1"
+    $script:RunDir = Initialize-TestRunDirectory
+    $script:Out = Join-Path $RunDir 'reports'
+    New-Item -ItemType Directory $Out | Out-Null
+
+    $null = Start-TestSource -Name report-src
+    $null = Start-TestDestination -Name report-dst -Paused
+    # Slow enough for a few pre-copy rounds to chart.
+    $script:Result = Move-KvmVM report-src -Destination report-dst -PassThru -Bandwidth 20MB -MaxDowntime 0.05
+}
+
+AfterAll {
+    Remove-TestRunDirectory $RunDir
+}
+
+Describe 'Export-KvmMigrationReport' {
+    It 'writes an HTML report with the VM and its downtime in ms' {
+        $Result.Status | Should -Be 'Completed'
+        $path = Join-Path $Out 'report.html'
+        $Result | Export-KvmMigrationReport -Path $path
+
+        Test-Path $path | Should -BeTrue
+        $html = Get-Content -Raw $path
+        $html | Should -Match '^<!DOCTYPE html>'
+        $html | Should -BeLike "*$($Result.VMName)*"
+        $downtime = $Result.Downtime.TotalMilliseconds.ToString('0', [cultureinfo]::InvariantCulture)
+        $html | Should -BeLike "*$downtime ms*"
+        $html | Should -BeLike '*data:image/png;base64,*'
+    }
+
+    It 'writes a PNG chart and outputs it with -PassThru' {
+        $path = Join-Path $Out 'report.png'
+        $file = $Result | Export-KvmMigrationReport -Path $path -PassThru
+
+        $file | Should -BeOfType [IO.FileInfo]
+        $file.FullName | Should -Be $path
+        $bytes = [IO.File]::ReadAllBytes($path)
+        $bytes[0..7] | Should -Be @(0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A) -Because 'the file starts with the PNG signature'
+        $bytes.Length | Should -BeGreaterThan 5KB
+    }
+
+    It 'refuses to overwrite without -Force, and overwrites with it' {
+        $path = Join-Path $Out 'exists.html'
+        Set-Content $path 'old'
+        { $Result | Export-KvmMigrationReport -Path $path -ErrorAction Stop } |
+            Should -Throw -ErrorId 'ReportFileExists,DeltaMigrate.Module.Commands.ExportKvmMigrationReportCommand'
+        Get-Content $path | Should -Be 'old'
+
+        $Result | Export-KvmMigrationReport -Path $path -Force
+        Get-Content -Raw $path | Should -Match '^<!DOCTYPE html>'
+    }
+
+    It '-WhatIf writes nothing' {
+        $path = Join-Path $Out 'whatif.html'
+        $Result | Export-KvmMigrationReport -Path $path -WhatIf
+        Test-Path $path | Should -BeFalse
+    }
+
+    It 'names an unknown extension UnsupportedReportFormat and writes nothing' {
+        $path = Join-Path $Out 'report.pdf'
+        { $Result | Export-KvmMigrationReport -Path $path -ErrorAction Stop } |
+            Should -Throw -ErrorId 'UnsupportedReportFormat,DeltaMigrate.Module.Commands.ExportKvmMigrationReportCommand'
+        Test-Path $path | Should -BeFalse
+    }
+
+    It 'puts several results into one HTML file' {
+        $path = Join-Path $Out 'two.html'
+        $Result, $Result | Export-KvmMigrationReport -Path $path
+        $html = Get-Content -Raw $path
+        ([regex]::Matches($html, '<section>')).Count | Should -Be 2
+    }
+}
