@@ -164,7 +164,7 @@ public sealed class MigrationSession
             { Target = _request.VMName };
         }
 
-        var blockers = await LiveSectionsWeCannotCarryAsync(source, cancellationToken)
+        var blockers = MigrationBlockers(migration)
             ?? (UsesTunnel ? await SectionsTheTranscoderCannotParseAsync(source, cancellationToken) : null);
         if (blockers is not null)
         {
@@ -176,14 +176,11 @@ public sealed class MigrationSession
         return status;
     }
 
-    /// <summary>QEMU refuses up front when a device blocks migration; ask it before touching anything.</summary>
-    private static async Task<string?> LiveSectionsWeCannotCarryAsync(QmpClient source, CancellationToken cancellationToken)
-    {
-        var info = await source.QueryMigrateAsync(cancellationToken);
-        return QmpJson.TryGet(info.Raw, "blocked-reasons", out var reasons) && reasons.ValueKind == JsonValueKind.Array && reasons.GetArrayLength() > 0
+    /// <summary>Devices that block migration, as QEMU lists them (before anything is touched).</summary>
+    private static string? MigrationBlockers(MigrationInfo info) =>
+        QmpJson.TryGet(info.Raw, "blocked-reasons", out var reasons) && reasons.ValueKind == JsonValueKind.Array && reasons.GetArrayLength() > 0
             ? string.Join("; ", reasons.EnumerateArray().Select(r => r.GetString()))
             : null;
-    }
 
     /// <summary>Block migration and dirty bitmaps add live sections of their own; our stream reader knows only RAM.</summary>
     private async Task<string?> SectionsTheTranscoderCannotParseAsync(QmpClient source, CancellationToken cancellationToken)
