@@ -21,7 +21,17 @@ param(
     [double] $MaxDowntime = 0.3,
     [long] $Memory = 512MB,
     [int] $WarmupHeartbeats = 20,
-    [string] $Machine = 'pc-i440fx-7.2'
+    [string] $Machine = 'pc-i440fx-7.2',
+    # The source VM's name (it titles the charts); the destination is "<name>-dst".
+    [ValidatePattern('^[A-Za-z0-9][A-Za-z0-9_.-]*$')] [string] $VmName = 's',
+    # Optional: the rounds chart of this migration (DeltaMigrate.Reports.MigrationReport), rendered here
+    # from the live MigrationResult, as a PNG of ChartWidth x ChartHeight.
+    [string] $RoundsPng,
+    [int] $ChartWidth = 900,
+    [int] $ChartHeight = 450,
+    # Optional: the MigrationResult serialized with System.Text.Json, so that a later step can
+    # deserialize real MigrationResult objects (e.g. for RenderComparisonPng over several cells).
+    [string] $ResultJson
 )
 
 $ErrorActionPreference = 'Stop'
@@ -49,6 +59,19 @@ function Get-Heartbeats([string] $SerialLog) {
     }
 }
 
+function Get-ProcCpuSeconds([Nullable[int]] $ProcessId) {
+    # utime + stime of a process from /proc/<pid>/stat (fields 14 and 15, after the parenthesized comm).
+    if (-not $ProcessId) { return $null }
+    $path = "/proc/$ProcessId/stat"
+    if (-not (Test-Path $path)) { return $null }
+    $text = Get-Content -Raw $path
+    $fields = $text.Substring($text.LastIndexOf(')') + 2).Split(' ')
+    # After the comm: field 3 (state) is index 0, so utime (14) is index 11 and stime (15) index 12.
+    ([long]$fields[11] + [long]$fields[12]) / $script:ClockTicks
+}
+$script:ClockTicks = [double]((& getconf CLK_TCK 2>$null) | Select-Object -First 1)
+if (-not $script:ClockTicks) { $script:ClockTicks = 100 }
+
 function Get-RateBetween($From, $To) {
     # Pages/s between two heartbeats (heartbeats are 100 ms of guest time apart).
     if (-not $From -or -not $To -or $To.Hb -le $From.Hb) { return $null }
@@ -60,8 +83,8 @@ $cell = [ordered]@{
     TimeoutAction = $TimeoutAction; MaxDowntime = $MaxDowntime; StartedUtc = [DateTime]::UtcNow.ToString('o')
 }
 try {
-    $src = Start-KvmVM -Name s -Memory $Memory -Kernel $Guest -Append $Append -Accelerator Tcg -Machine $Machine
-    $null = Start-KvmVM -Name d -Memory $Memory -Kernel $Guest -Append 'ws=1' -Accelerator Tcg -Machine $Machine -Incoming
+    $src = Start-KvmVM -Name $VmName -Memory $Memory -Kernel $Guest -Append $Append -Accelerator Tcg -Machine $Machine
+    $dst = Start-KvmVM -Name "$VmName-dst" -Memory $Memory -Kernel $Guest -Append 'ws=1' -Accelerator Tcg -Machine $Machine -Incoming
     $fillWatch = [Diagnostics.Stopwatch]::StartNew()
     Wait-Until { Select-String -Path $src.SerialLog -Pattern '^DMGUEST ready' -Quiet } 'the guest to fill its working set'
     $cell.FillSeconds = [math]::Round($fillWatch.Elapsed.TotalSeconds, 1)
@@ -76,13 +99,24 @@ try {
     $cell.GuestRateBeforeLine = ($before[-1] | ForEach-Object { "hb $($_.Hb) dirtied=$($_.Dirtied) rate=$($_.Rate)" })
 
     $move = @{
-        Name = 's'; Destination = 'd'; Compress = $Compress; MaxDowntime = $MaxDowntime
+        Name = $VmName; Destination = "$VmName-dst"; Compress = $Compress; MaxDowntime = $MaxDowntime
         Timeout = $Timeout; TimeoutAction = $TimeoutAction; PassThru = $true
     }
     if ($CacheSize -gt 0) { $move.CacheSize = $CacheSize }
     $errs = $null
+    # CPU seconds per side over the migration: each QEMU from /proc, the engine (this pwsh process,
+    # which runs Move-KvmVM and, for Delta and Lz4, the tunnel's encoder and decoder) from .NET.
+    $self = [Diagnostics.Process]::GetCurrentProcess()
+    $cpu0 = @{ Src = Get-ProcCpuSeconds $src.Pid; Dst = Get-ProcCpuSeconds $dst.Pid; Engine = $self.TotalProcessorTime.TotalSeconds }
     $moveWatch = [Diagnostics.Stopwatch]::StartNew()
     $result = Move-KvmVM @move -ErrorAction SilentlyContinue -ErrorVariable errs -Confirm:$false
+    $self.Refresh()
+    $cpu1 = @{ Src = Get-ProcCpuSeconds $src.Pid; Dst = Get-ProcCpuSeconds $dst.Pid; Engine = $self.TotalProcessorTime.TotalSeconds }
+    foreach ($k in 'Src', 'Dst', 'Engine') {
+        # A QEMU that exited during the migration (the source after completion, with teardown) has no /proc entry: null.
+        $cell["Cpu${k}Seconds"] = if ($null -ne $cpu0[$k] -and $null -ne $cpu1[$k]) { [math]::Round($cpu1[$k] - $cpu0[$k], 2) } else { $null }
+    }
+    $cell.QemuPids = "$($src.Pid)/$($dst.Pid)"
     if (-not $result -and $errs) {
         $e = $errs | Select-Object -First 1
         $cell.ErrorId = $e.FullyQualifiedErrorId
@@ -135,6 +169,22 @@ try {
                     XbzrlePages = $_.XbzrlePages; CacheHits = $_.CacheHits
                 }
             })
+        if ($ResultJson -or $RoundsPng) {
+            try {
+                $typed = $r -as [DeltaMigrate.Engine.Migration.MigrationResult]
+                if (-not $typed) { throw "the result is a $($r.GetType().FullName), not a MigrationResult" }
+                if ($ResultJson) {
+                    [IO.File]::WriteAllText($ResultJson, [Text.Json.JsonSerializer]::Serialize($typed, [DeltaMigrate.Engine.Migration.MigrationResult]))
+                }
+                if ($RoundsPng) {
+                    $reports = Join-Path ([IO.Path]::GetDirectoryName([DeltaMigrate.Engine.Migration.MigrationResult].Assembly.Location)) 'DeltaMigrate.Reports.dll'
+                    if (-not ('DeltaMigrate.Reports.MigrationReport' -as [type])) { Add-Type -Path $reports }
+                    [IO.File]::WriteAllBytes($RoundsPng, [DeltaMigrate.Reports.MigrationReport]::RenderRoundsPng($typed, $ChartWidth, $ChartHeight))
+                    $cell.RoundsPng = [IO.Path]::GetFileName($RoundsPng)
+                }
+            }
+            catch { $cell.ChartError = "$($_.Exception.Message)" }
+        }
         # The full object too, for whoever wants to look closer (not committed).
         $r | ConvertTo-Json -Depth 4 | Set-Content -Path ([IO.Path]::ChangeExtension($OutFile, '.full.json'))
     }
