@@ -12,7 +12,8 @@
       build  deps, then compile the module into module/bin (Import-Module ./DeltaMigrate.psd1).
       test   build, then dotnet format --verify-no-changes, xUnit and Pester (in a fresh pwsh).
       demo   build, then start two local VMs and live-migrate one into the other.
-      bench  build, then the end-to-end migrations over tc-shaped links (root; ~20 min).
+      bench  build, then real migrations over tc-shaped links (root): -Quick writes
+             docs/benchmarks.md in under 10 minutes; without it the issue-3 grid (~1 h).
       clean  remove build output (keeps .tools/).
 #>
 [CmdletBinding()]
@@ -28,7 +29,10 @@ param(
     [string] $PesterFilter = '*',
 
     # bench: which cells of tests/bench/Invoke-MigrationBenchmark.ps1 to run (e.g. 'a/*').
-    [string[]] $BenchCell = @('*')
+    [string[]] $BenchCell = @('*'),
+
+    # bench: the reduced grid (under 10 minutes) that writes docs/benchmarks.md.
+    [switch] $Quick
 )
 
 $ErrorActionPreference = 'Stop'
@@ -226,7 +230,9 @@ function Invoke-Demo {
 function Invoke-Bench {
     Invoke-Build
     Write-Step 'Benchmark: real migrations over tc-shaped links (tests/bench, results in tests/bench/results)'
-    Invoke-Native dotnet pwsh -NoProfile -NonInteractive -File (Join-Path $Root 'tests/bench/Invoke-MigrationBenchmark.ps1') -Cell ($BenchCell -join ',')
+    $script = Join-Path $Root 'tests/bench/Invoke-MigrationBenchmark.ps1'
+    if ($Quick) { Invoke-Native dotnet pwsh -NoProfile -NonInteractive -File $script -Quick }
+    else { Invoke-Native dotnet pwsh -NoProfile -NonInteractive -File $script -Cell ($BenchCell -join ',') }
 }
 
 switch ($Task) {
