@@ -123,13 +123,7 @@ public class ParseBenchmarks
                 await w.WriteFooterAsync(RamSection);
             }
 
-            await w.WriteSectionEndAsync(RamSection);
-            await w.WriteEosAsync();
-            await w.WriteFooterAsync(RamSection);
-            var tail = new byte[64 * 1024];
-            rng.NextBytes(tail.AsSpan(0, 16 * 1024));
-            tail[^1] = 0x00; // QEMU_VM_EOF
-            await w.WriteRawAsync(tail);
+            await SyntheticStream.WriteCompletionAsync(w, RamSection, rng);
         }
 
         return output.ToArray();
