@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Security.Cryptography;
 
 namespace DeltaMigrate.Engine.Transport;
 
@@ -8,15 +9,16 @@ internal readonly record struct Frame(FrameType Type, byte Flags, int RawLength,
     public bool IsLz4 => (Flags & Protocol.FlagLz4) != 0;
 }
 
-/// <summary>Writes sealed frames to a stream, numbering them. Not thread-safe: one writer at a time.</summary>
-internal sealed class FrameWriter(System.IO.Stream stream, byte[] key)
+/// <summary>Writes sealed frames to a stream, numbering them. Not thread-safe: one writer at a time (so is its AesGcm).</summary>
+internal sealed class FrameWriter(System.IO.Stream stream, byte[] key) : IDisposable
 {
+    private readonly AesGcm _aes = Protocol.CreateCipher(key);
     private ulong _sequence;
 
     /// <summary>Seals and writes the frame whose payload is at <c>buffer[HeaderLength..]</c>; returns its wire length.</summary>
     public async ValueTask<int> SendAsync(byte[] buffer, FrameType type, byte flags, int payloadLength, int rawLength, CancellationToken ct)
     {
-        int length = Protocol.Seal(buffer, key, type, flags, payloadLength, rawLength, _sequence++);
+        int length = Protocol.Seal(buffer, _aes, type, flags, payloadLength, rawLength, _sequence++);
         try
         {
             await stream.WriteAsync(buffer.AsMemory(0, length), ct);
@@ -51,11 +53,14 @@ internal sealed class FrameWriter(System.IO.Stream stream, byte[] key)
             Protocol.Return(buffer);
         }
     }
+
+    public void Dispose() => _aes.Dispose();
 }
 
-/// <summary>Reads and verifies frames from a stream into one pooled buffer. Not thread-safe.</summary>
+/// <summary>Reads, authenticates and decrypts frames from a stream into one pooled buffer. Not thread-safe (nor is its AesGcm).</summary>
 internal sealed class FrameReader(System.IO.Stream stream, byte[] key) : IDisposable
 {
+    private readonly AesGcm _aes = Protocol.CreateCipher(key);
     private byte[] _buffer = Protocol.Rent(64 * 1024);
     private ulong _expected;
 
@@ -74,7 +79,7 @@ internal sealed class FrameReader(System.IO.Stream stream, byte[] key) : IDispos
         }
 
         int length = (int)payloadLength;
-        int needed = Protocol.HeaderLength + length + Protocol.MacLength;
+        int needed = Protocol.HeaderLength + length + Protocol.TagLength;
         if (_buffer.Length < needed)
         {
             byte[] bigger = Protocol.Rent(length);
@@ -83,8 +88,10 @@ internal sealed class FrameReader(System.IO.Stream stream, byte[] key) : IDispos
             _buffer = bigger;
         }
 
-        await ReadExactAsync(_buffer.AsMemory(Protocol.HeaderLength, length + Protocol.MacLength), atBoundary: false, ct);
-        if (!Protocol.Verify(_buffer, key, length))
+        await ReadExactAsync(_buffer.AsMemory(Protocol.HeaderLength, length + Protocol.TagLength), atBoundary: false, ct);
+        // Authenticate first (nonce from the frame's own number), then demand the next number: an authentic
+        // but replayed or reordered frame is then reported as such.
+        if (!Protocol.Open(_buffer, _aes, length, sequence))
         {
             throw TunnelException.Corruption($"Frame {_expected} failed its integrity check: the data was damaged or tampered with in transit.");
         }
@@ -106,6 +113,7 @@ internal sealed class FrameReader(System.IO.Stream stream, byte[] key) : IDispos
 
     public void Dispose()
     {
+        _aes.Dispose();
         Protocol.Return(_buffer);
         _buffer = [];
     }

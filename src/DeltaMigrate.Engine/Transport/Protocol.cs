@@ -6,8 +6,8 @@ using System.Text;
 
 namespace DeltaMigrate.Engine.Transport;
 
-// Tunnel protocol, version 1. All integers are big-endian. The tunnel runs over any System.IO.Stream
-// (a NetworkStream today; an SslStream can be slotted in underneath without changing the framing).
+// Tunnel protocol, version 2. All integers are big-endian. The tunnel runs over any System.IO.Stream
+// (a NetworkStream today).
 //
 // Handshake (mutual proof of the MigrationToken secret; the secret never crosses the wire):
 //   receiver -> sender  "DMTUNNEL" | u16 version | nonceR[32]                                   (42 bytes)
@@ -15,18 +15,26 @@ namespace DeltaMigrate.Engine.Transport;
 //   receiver -> sender  u8 status | HMAC-SHA256(secret, "server" | nonceR | nonceS)             (33 bytes)
 //     status 0 = accepted, 1 = authentication failed, 2 = version mismatch (MAC is zeros unless 0).
 //     The receiver verifies with a constant-time compare; the sender verifies the receiver's MAC too.
-//   session key = HMAC-SHA256(secret, "session" | nonceR | nonceS). Fresh nonces on both sides make
-//   every session key unique, so frames from another session cannot be replayed.
+//   Two AES-256 keys, one per direction (both directions number frames from 0, so one shared key would
+//   reuse nonces):
+//     sender -> receiver: HMAC-SHA256(secret, "sender->receiver" | nonceR | nonceS)
+//     receiver -> sender: HMAC-SHA256(secret, "receiver->sender" | nonceR | nonceS)
+//   Fresh nonces on both sides make every session's keys unique, so frames from another session
+//   cannot be replayed.
 //
 // Frames (both directions; each direction numbers its frames 0, 1, 2, ... and the reader demands
 // exactly the next number, so dropped, replayed or reordered frames are detected):
-//   u8 type | u8 flags | u32 payloadLength | u32 rawLength | u64 sequence     (18-byte header)
-//   payload[payloadLength]
-//   mac[16] = first 16 bytes of HMAC-SHA256(sessionKey, header | payload)     (checksum + tamper proof)
+//   u8 type | u8 flags | u32 payloadLength | u32 rawLength | u64 sequence     (18-byte header, in clear)
+//   ciphertext[payloadLength]
+//   tag[16]
+//   ciphertext | tag = AES-256-GCM(key of this direction, nonce = 4 zero bytes | u64 sequence,
+//                                  plaintext = payload, associated data = header)
+//   so the payload is encrypted and header, payload and tag are all authenticated.
 //   type: Data = 1 (sender: migration-stream bytes), End = 2 (sender: no more data),
 //         Error = 3 (either side: UTF-8 message, then the connection closes), Done = 4 (receiver:
 //         every byte was written and flushed to the destination).
 //   flags: bit 0 = payload is an LZ4 block (K4os LZ4Codec) that decodes to rawLength bytes; only on Data.
+//     Compression happens before encryption (ciphertext does not compress).
 //   Without LZ4, payloadLength == rawLength. Both are at most MaxFrameLength (4 MiB), checked before
 //   anything is allocated.
 
@@ -42,11 +50,13 @@ internal enum FrameType : byte
 /// <summary>Constants and handshake of the tunnel protocol.</summary>
 internal static class Protocol
 {
-    public const ushort Version = 1;
+    public const ushort Version = 2;
     public const int NonceLength = 32;
     public const int ProofLength = 32;
     public const int HeaderLength = 18;
-    public const int MacLength = 16;
+    public const int TagLength = 16;
+    public const int KeyLength = 32;
+    public const int GcmNonceLength = 12;
     public const int MaxFrameLength = 4 * 1024 * 1024;
     public const int MaxErrorMessageBytes = 16 * 1024;
     public const byte FlagLz4 = 1;
@@ -61,8 +71,8 @@ internal static class Protocol
 
     public static ReadOnlySpan<byte> Magic => "DMTUNNEL"u8;
 
-    /// <summary>Receiver side of the handshake. Returns the session key, or throws a <see cref="TunnelException"/>.</summary>
-    public static async Task<byte[]> ServerHandshakeAsync(System.IO.Stream stream, MigrationToken token, CancellationToken ct)
+    /// <summary>Receiver side of the handshake. Returns the session keys, or throws a <see cref="TunnelException"/>.</summary>
+    public static async Task<SessionKeys> ServerHandshakeAsync(System.IO.Stream stream, MigrationToken token, CancellationToken ct)
     {
         byte[] hello = new byte[ServerHelloLength];
         Magic.CopyTo(hello);
@@ -93,11 +103,11 @@ internal static class Protocol
         reply[0] = StatusAccepted;
         ComputeProof(token, "server"u8, nonceR, nonceS, reply.AsSpan(1));
         await WriteHandshakeAsync(stream, reply, ct);
-        return SessionKey(token, nonceR, nonceS);
+        return DeriveKeys(token, nonceR, nonceS);
     }
 
-    /// <summary>Sender side of the handshake. Returns the session key, or throws a <see cref="TunnelException"/>.</summary>
-    public static async Task<byte[]> ClientHandshakeAsync(System.IO.Stream stream, MigrationToken token, CancellationToken ct)
+    /// <summary>Sender side of the handshake. Returns the session keys, or throws a <see cref="TunnelException"/>.</summary>
+    public static async Task<SessionKeys> ClientHandshakeAsync(System.IO.Stream stream, MigrationToken token, CancellationToken ct)
     {
         byte[] hello = new byte[ServerHelloLength];
         await ReadHandshakeAsync(stream, hello, ct);
@@ -143,11 +153,13 @@ internal static class Protocol
             throw TunnelException.Auth("The receiver could not prove it holds the migration token; it may not be the intended destination.");
         }
 
-        return SessionKey(token, nonceR, nonceS);
+        return DeriveKeys(token, nonceR, nonceS);
     }
 
-    /// <summary>Writes the header and the truncated MAC around a payload already at <c>buffer[HeaderLength..]</c>; returns the frame length.</summary>
-    public static int Seal(byte[] buffer, ReadOnlySpan<byte> key, FrameType type, byte flags, int payloadLength, int rawLength, ulong sequence)
+    /// <summary>
+    /// Writes the header, encrypts the payload at <c>buffer[HeaderLength..]</c> in place and appends the tag; returns the frame length.
+    /// </summary>
+    public static int Seal(byte[] buffer, AesGcm aes, FrameType type, byte flags, int payloadLength, int rawLength, ulong sequence)
     {
         Span<byte> header = buffer.AsSpan(0, HeaderLength);
         header[0] = (byte)type;
@@ -155,22 +167,38 @@ internal static class Protocol
         BinaryPrimitives.WriteUInt32BigEndian(header[2..], (uint)payloadLength);
         BinaryPrimitives.WriteUInt32BigEndian(header[6..], (uint)rawLength);
         BinaryPrimitives.WriteUInt64BigEndian(header[10..], sequence);
-        Span<byte> mac = stackalloc byte[32];
-        HMACSHA256.HashData(key, buffer.AsSpan(0, HeaderLength + payloadLength), mac);
-        mac[..MacLength].CopyTo(buffer.AsSpan(HeaderLength + payloadLength));
-        return HeaderLength + payloadLength + MacLength;
+        Span<byte> nonce = stackalloc byte[GcmNonceLength];
+        WriteNonce(nonce, sequence);
+        Span<byte> payload = buffer.AsSpan(HeaderLength, payloadLength);
+        aes.Encrypt(nonce, payload, payload, buffer.AsSpan(HeaderLength + payloadLength, TagLength), header);
+        return HeaderLength + payloadLength + TagLength;
     }
 
-    /// <summary>Checks the truncated MAC of a whole frame in <c>buffer[..HeaderLength + payloadLength + MacLength]</c>.</summary>
-    public static bool Verify(byte[] buffer, ReadOnlySpan<byte> key, int payloadLength)
+    /// <summary>
+    /// Authenticates a whole frame in <c>buffer[..HeaderLength + payloadLength + TagLength]</c> (nonce from its header's
+    /// sequence number) and decrypts the payload in place; false if anything was altered.
+    /// </summary>
+    public static bool Open(byte[] buffer, AesGcm aes, int payloadLength, ulong sequence)
     {
-        Span<byte> mac = stackalloc byte[32];
-        HMACSHA256.HashData(key, buffer.AsSpan(0, HeaderLength + payloadLength), mac);
-        return CryptographicOperations.FixedTimeEquals(mac[..MacLength], buffer.AsSpan(HeaderLength + payloadLength, MacLength));
+        Span<byte> nonce = stackalloc byte[GcmNonceLength];
+        WriteNonce(nonce, sequence);
+        Span<byte> payload = buffer.AsSpan(HeaderLength, payloadLength);
+        try
+        {
+            aes.Decrypt(nonce, payload, buffer.AsSpan(HeaderLength + payloadLength, TagLength), payload, buffer.AsSpan(0, HeaderLength));
+            return true;
+        }
+        catch (CryptographicException)
+        {
+            return false;
+        }
     }
 
-    /// <summary>Rents a frame buffer with room for the header, <paramref name="payloadCapacity"/> bytes and the MAC.</summary>
-    public static byte[] Rent(int payloadCapacity) => ArrayPool<byte>.Shared.Rent(HeaderLength + payloadCapacity + MacLength);
+    /// <summary>An AES-256-GCM instance for one direction of one session. Not thread-safe: one user at a time.</summary>
+    public static AesGcm CreateCipher(byte[] key) => new(key, TagLength);
+
+    /// <summary>Rents a frame buffer with room for the header, <paramref name="payloadCapacity"/> bytes and the tag.</summary>
+    public static byte[] Rent(int payloadCapacity) => ArrayPool<byte>.Shared.Rent(HeaderLength + payloadCapacity + TagLength);
 
     public static void Return(byte[] buffer) => ArrayPool<byte>.Shared.Return(buffer);
 
@@ -237,10 +265,20 @@ internal static class Protocol
         return CryptographicOperations.FixedTimeEquals(expected, proof);
     }
 
-    private static byte[] SessionKey(MigrationToken token, byte[] nonceR, byte[] nonceS)
+    private static SessionKeys DeriveKeys(MigrationToken token, byte[] nonceR, byte[] nonceS)
     {
-        byte[] key = new byte[32];
-        ComputeProof(token, "session"u8, nonceR, nonceS, key);
-        return key;
+        var keys = new SessionKeys(new byte[KeyLength], new byte[KeyLength]);
+        ComputeProof(token, "sender->receiver"u8, nonceR, nonceS, keys.SenderToReceiver);
+        ComputeProof(token, "receiver->sender"u8, nonceR, nonceS, keys.ReceiverToSender);
+        return keys;
+    }
+
+    private static void WriteNonce(Span<byte> nonce, ulong sequence)
+    {
+        nonce[..4].Clear();
+        BinaryPrimitives.WriteUInt64BigEndian(nonce[4..], sequence);
     }
 }
+
+/// <summary>The AES-256-GCM keys of one session, one per direction.</summary>
+internal sealed record SessionKeys(byte[] SenderToReceiver, byte[] ReceiverToSender);

@@ -91,14 +91,14 @@ public sealed class TunnelListener : IAsyncDisposable
 
             EndPoint? remote = socket.RemoteEndPoint;
             var stream = new NetworkStream(socket, ownsSocket: true);
-            byte[] key;
+            SessionKeys keys;
             try
             {
                 using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
                 timeout.CancelAfter(_options.HandshakeTimeout);
                 try
                 {
-                    key = await Protocol.ServerHandshakeAsync(stream, _token, timeout.Token);
+                    keys = await Protocol.ServerHandshakeAsync(stream, _token, timeout.Token);
                 }
                 catch (OperationCanceledException ex) when (!ct.IsCancellationRequested)
                 {
@@ -124,7 +124,7 @@ public sealed class TunnelListener : IAsyncDisposable
             _logger.LogInformation("Tunnel: sender {Remote} authenticated", remote);
             await using (stream)
             {
-                return await PumpAsync(stream, key, openDestination, ct);
+                return await PumpAsync(stream, keys, openDestination, ct);
             }
         }
     }
@@ -139,11 +139,11 @@ public sealed class TunnelListener : IAsyncDisposable
         return ValueTask.CompletedTask;
     }
 
-    private async Task<TunnelStats> PumpAsync(System.IO.Stream stream, byte[] key, Func<CancellationToken, Task<System.IO.Stream>> openDestination, CancellationToken ct)
+    private async Task<TunnelStats> PumpAsync(System.IO.Stream stream, SessionKeys keys, Func<CancellationToken, Task<System.IO.Stream>> openDestination, CancellationToken ct)
     {
         var stats = new TunnelStats();
-        var writer = new FrameWriter(stream, key);
-        using var reader = new FrameReader(stream, key);
+        using var writer = new FrameWriter(stream, keys.ReceiverToSender);
+        using var reader = new FrameReader(stream, keys.SenderToReceiver);
         System.IO.Stream destination;
         try
         {

@@ -9,7 +9,7 @@ public sealed record TunnelOptions
     /// <summary>LZ4-compress frames when that makes them smaller.</summary>
     public bool Compress { get; init; } = true;
 
-    /// <summary>Limit on wire bytes (frame headers, payload and MACs) per second; null = unlimited.</summary>
+    /// <summary>Limit on wire bytes (frame headers, payload and tags) per second; null = unlimited.</summary>
     public long? BandwidthBytesPerSecond { get; init; }
 
     /// <summary>Frames queued between the framer and the socket; bounds memory and gives backpressure.</summary>

@@ -43,13 +43,14 @@ public sealed class TunnelSender : IAsyncDisposable
     private bool _finished;
     private int _disposed;
 
-    internal TunnelSender(System.IO.Stream stream, byte[] sessionKey, TunnelOptions options, ILogger logger)
+    internal TunnelSender(System.IO.Stream stream, SessionKeys keys, TunnelOptions options, ILogger logger)
     {
         _stream = stream;
         _options = options;
         _logger = logger;
-        _frameWriter = new FrameWriter(stream, sessionKey);
-        _frameReader = new FrameReader(stream, sessionKey);
+        // Each AesGcm has one user: the writer only the write loop, the reader only the read loop.
+        _frameWriter = new FrameWriter(stream, keys.SenderToReceiver);
+        _frameReader = new FrameReader(stream, keys.ReceiverToSender);
         _payloadCapacity = options.Compress ? Math.Max(options.FrameSize, LZ4Codec.MaximumOutputSize(options.FrameSize)) : options.FrameSize;
         _channel = Channel.CreateBounded<OutFrame>(new BoundedChannelOptions(options.MaxFramesInFlight)
         {
@@ -99,9 +100,9 @@ public sealed class TunnelSender : IAsyncDisposable
         var stream = new NetworkStream(socket, ownsSocket: true);
         try
         {
-            byte[] key = await HandshakeAsync(stream, token, options, ct);
+            SessionKeys keys = await HandshakeAsync(stream, token, options, ct);
             logger.LogInformation("Tunnel: connected to {Host}:{Port}", host, port);
-            return new TunnelSender(stream, key, options, logger);
+            return new TunnelSender(stream, keys, options, logger);
         }
         catch
         {
@@ -217,6 +218,7 @@ public sealed class TunnelSender : IAsyncDisposable
         await _stream.DisposeAsync();
         await _writeLoop;
         await _readLoop;
+        _frameWriter.Dispose();
         _frameReader.Dispose();
         if (_current is not null)
         {
@@ -227,7 +229,7 @@ public sealed class TunnelSender : IAsyncDisposable
         _lifetime.Dispose();
     }
 
-    internal static async Task<byte[]> HandshakeAsync(System.IO.Stream stream, MigrationToken token, TunnelOptions options, CancellationToken ct)
+    internal static async Task<SessionKeys> HandshakeAsync(System.IO.Stream stream, MigrationToken token, TunnelOptions options, CancellationToken ct)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
         timeout.CancelAfter(options.HandshakeTimeout);
@@ -354,7 +356,7 @@ public sealed class TunnelSender : IAsyncDisposable
                     {
                         if (_bucket is not null)
                         {
-                            TimeSpan wait = _bucket.Take(Protocol.HeaderLength + frame.PayloadLength + Protocol.MacLength, Stopwatch.GetTimestamp());
+                            TimeSpan wait = _bucket.Take(Protocol.HeaderLength + frame.PayloadLength + Protocol.TagLength, Stopwatch.GetTimestamp());
                             if (wait > TimeSpan.Zero)
                             {
                                 await Task.Delay(wait, ct);

@@ -5,7 +5,7 @@ namespace DeltaMigrate.Engine.Transport;
 /// <summary>
 /// Counters for one tunnel, safe to read from any thread while the transfer runs.
 /// PayloadBytes are the raw migration-stream bytes; WireBytes are frame bytes on the wire
-/// (headers, payloads, MACs; the handshake is not counted). Frames and CompressedFrames count Data frames.
+/// (headers, payloads, tags; the handshake is not counted). Frames and CompressedFrames count Data frames.
 /// CompressTime is LZ4 compression time on the sender, decompression time on the receiver.
 /// </summary>
 public sealed class TunnelStats

@@ -52,8 +52,9 @@ internal static class TunnelTestKit
 }
 
 /// <summary>
-/// A one-connection TCP proxy that can flip one byte of, or cut, the sender-to-receiver direction at a
-/// given offset (offsets count every byte the sender sends, the 66-byte handshake hello included).
+/// A one-connection TCP proxy that records the sender-to-receiver direction and can flip one byte of it,
+/// cut it, drop a range of it, or send a range again right after itself (a replay). Offsets count every
+/// byte the sender sends, the 66-byte handshake hello included.
 /// </summary>
 internal sealed class TamperProxy : IAsyncDisposable
 {
@@ -61,14 +62,22 @@ internal sealed class TamperProxy : IAsyncDisposable
     private readonly IPEndPoint _target;
     private readonly long? _flipAt;
     private readonly long? _cutAt;
+    private readonly (long Start, int Length)? _drop;
+    private readonly (long Start, int Length)? _replay;
+    private readonly long[] _splits;
+    private readonly MemoryStream _captured = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _run;
 
-    public TamperProxy(IPEndPoint target, long? flipAt = null, long? cutAt = null)
+    public TamperProxy(IPEndPoint target, long? flipAt = null, long? cutAt = null, (long Start, int Length)? drop = null, (long Start, int Length)? replay = null)
     {
         _target = target;
         _flipAt = flipAt;
         _cutAt = cutAt;
+        _drop = drop;
+        _replay = replay;
+        // Received chunks are split at these offsets so each piece is wholly inside or outside a range.
+        _splits = [.. new long?[] { cutAt, drop?.Start, drop?.Start + drop?.Length, replay?.Start + replay?.Length }.OfType<long>()];
         _listener = new TcpListener(TunnelTestKit.Loopback);
         _listener.Start();
         Port = ((IPEndPoint)_listener.LocalEndpoint).Port;
@@ -76,6 +85,18 @@ internal sealed class TamperProxy : IAsyncDisposable
     }
 
     public int Port { get; }
+
+    /// <summary>Every byte the sender sent so far, as it left the sender (before any tampering).</summary>
+    public byte[] Captured
+    {
+        get
+        {
+            lock (_captured)
+            {
+                return _captured.ToArray();
+            }
+        }
+    }
 
     public async ValueTask DisposeAsync()
     {
@@ -120,21 +141,60 @@ internal sealed class TamperProxy : IAsyncDisposable
                 return;
             }
 
-            if (tamper && _cutAt is long cut && offset + n >= cut)
+            if (!tamper)
             {
-                int keep = (int)(cut - offset);
-                await SendAllAsync(to, buffer.AsMemory(0, keep));
-                return;
+                await SendAllAsync(to, buffer.AsMemory(0, n));
+                continue;
             }
 
-            if (tamper && _flipAt is long flip && flip >= offset && flip < offset + n)
+            // Recorded before forwarding, so it is complete once the receiver has seen the bytes.
+            lock (_captured)
             {
-                buffer[flip - offset] ^= 0x01;
+                _captured.Write(buffer, 0, n);
             }
 
-            await SendAllAsync(to, buffer.AsMemory(0, n));
+            int start = 0;
+            while (start < n)
+            {
+                long at = offset + start;
+                int end = (int)Math.Min(n, _splits.Where(s => s > at).DefaultIfEmpty(long.MaxValue).Min() - offset);
+                if (!await ForwardAsync(to, buffer.AsMemory(start, end - start), at))
+                {
+                    return;
+                }
+
+                start = end;
+            }
+
             offset += n;
         }
+    }
+
+    /// <summary>Forwards a piece that starts at sender offset <paramref name="at"/>; false once the cut is reached.</summary>
+    private async Task<bool> ForwardAsync(Socket to, Memory<byte> piece, long at)
+    {
+        if (_cutAt is long cut && at >= cut)
+        {
+            return false;
+        }
+
+        if (_flipAt is long flip && flip >= at && flip < at + piece.Length)
+        {
+            piece.Span[(int)(flip - at)] ^= 0x01;
+        }
+
+        bool dropped = _drop is { } drop && at >= drop.Start && at < drop.Start + drop.Length;
+        if (!dropped)
+        {
+            await SendAllAsync(to, piece);
+        }
+
+        if (_replay is { } replay && at + piece.Length == replay.Start + replay.Length)
+        {
+            await SendAllAsync(to, Captured.AsMemory((int)replay.Start, replay.Length));
+        }
+
+        return true;
     }
 
     private async Task SendAllAsync(Socket socket, ReadOnlyMemory<byte> data)

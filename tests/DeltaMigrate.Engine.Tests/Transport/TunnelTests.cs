@@ -9,8 +9,14 @@ public sealed class TunnelTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan TestTimeout = TimeSpan.FromSeconds(60);
 
+    /// <summary>Offset of the first Data frame in the sender-to-receiver byte stream (after the 66-byte hello).</summary>
+    private const int FirstFrameOffset = 66;
+
     /// <summary>Offset of the first Data frame's payload in the sender-to-receiver byte stream.</summary>
-    private const int FirstPayloadOffset = 66 + 18;
+    private const int FirstPayloadOffset = FirstFrameOffset + 18;
+
+    /// <summary>Wire length of a full 256 KiB frame of random (uncompressed) data: header, payload, tag.</summary>
+    private const int FullRawFrameLength = 18 + (256 * 1024) + 16;
 
     [Fact]
     public async Task MixedData_RoundTripsByteForByte_AndCompresses()
@@ -149,21 +155,149 @@ public sealed class TunnelTests(ITestOutputHelper output)
         await serve;
     }
 
-    [Fact]
-    public async Task FlippedByte_IsTunnelCorrupt()
+    [Theory]
+    [InlineData(FirstFrameOffset + 0)] // type
+    [InlineData(FirstFrameOffset + 1)] // flags (would claim LZ4)
+    [InlineData(FirstFrameOffset + 5)] // payload length, lowest byte
+    [InlineData(FirstFrameOffset + 9)] // raw length, lowest byte
+    [InlineData(FirstFrameOffset + 17)] // sequence number, lowest byte
+    [InlineData(FirstPayloadOffset)] // first payload byte
+    [InlineData(FirstPayloadOffset + 1000)]
+    [InlineData(FirstFrameOffset + FullRawFrameLength - 16)] // first tag byte
+    [InlineData(FirstFrameOffset + FullRawFrameLength - 1)] // last tag byte
+    public async Task FlippedBit_InHeaderPayloadOrTag_IsTunnelCorrupt(long flipAt)
     {
         using var cts = new CancellationTokenSource(TestTimeout);
-        var error = await TransferThroughProxyAsync(flipAt: FirstPayloadOffset + 1000, cutAt: null, cts.Token);
+        var error = await TransferThroughProxyAsync(flipAt: flipAt, cutAt: null, cts.Token);
         Assert.Equal(TunnelException.Corrupt, error.ErrorId);
         Assert.Contains("integrity", error.Message);
     }
 
     [Fact]
-    public async Task FlippedSequenceNumber_IsTunnelCorrupt()
+    public async Task ReplayedFrame_IsTunnelCorrupt()
     {
         using var cts = new CancellationTokenSource(TestTimeout);
-        var error = await TransferThroughProxyAsync(flipAt: 66 + 17, cutAt: null, cts.Token);
+        var error = await TransferThroughProxyAsync(flipAt: null, cutAt: null, cts.Token, replay: (FirstFrameOffset, FullRawFrameLength), delivered: 256 * 1024);
         Assert.Equal(TunnelException.Corrupt, error.ErrorId);
+        Assert.Contains("Frame 0 arrived where frame 1 was expected", error.Message);
+    }
+
+    [Fact]
+    public async Task DroppedFrame_IsTunnelCorrupt()
+    {
+        using var cts = new CancellationTokenSource(TestTimeout);
+        var error = await TransferThroughProxyAsync(flipAt: null, cutAt: null, cts.Token, drop: (FirstFrameOffset, FullRawFrameLength));
+        Assert.Equal(TunnelException.Corrupt, error.ErrorId);
+        Assert.Contains("Frame 1 arrived where frame 0 was expected", error.Message);
+    }
+
+    [Fact]
+    public async Task Payload_IsEncryptedOnTheWire()
+    {
+        using var cts = new CancellationTokenSource(TestTimeout);
+        byte[] marker = "DeltaMigrate plaintext marker: readable on the wire only if the tunnel does not encrypt. "u8.ToArray();
+        byte[] data = [.. Enumerable.Range(0, 4000).SelectMany(_ => marker), .. TunnelTestKit.RandomBytes(300_000, 10)];
+        byte[] randomPart = data.AsSpan(data.Length - 300_000, 64).ToArray();
+        var token = MigrationToken.Create();
+        await using var listener = TunnelListener.Start(TunnelTestKit.Loopback, token);
+        await using var proxy = new TamperProxy(listener.LocalEndpoint);
+        var destination = new MemoryStream();
+        Task<TunnelStats> receive = listener.ReceiveAsync(_ => Task.FromResult<System.IO.Stream>(destination), cts.Token);
+        await using var sender = await TunnelSender.ConnectAsync("127.0.0.1", proxy.Port, token, new TunnelOptions { Compress = false }, null, cts.Token);
+        await TunnelTestKit.WriteRaggedAsync(sender, data, cts.Token);
+        await sender.CompleteAsync(cts.Token);
+        TunnelStats receiverStats = await receive;
+
+        Assert.True(data.AsSpan().SequenceEqual(destination.ToArray()), "received bytes differ");
+        Assert.Equal(0, receiverStats.CompressedFrames);
+        byte[] wire = proxy.Captured;
+        // The capture holds the hello and every frame the sender sent (its wire count includes the 34-byte Done it read).
+        Assert.Equal(66 + sender.Stats.WireBytes - 34, wire.Length);
+        Assert.Equal(-1, wire.AsSpan().IndexOf(marker.AsSpan(0, 16)));
+        Assert.Equal(-1, wire.AsSpan().IndexOf(randomPart));
+    }
+
+    [Fact]
+    public async Task Version1Peers_AreAVersionMismatch()
+    {
+        using var cts = new CancellationTokenSource(TestTimeout);
+
+        // A version-1 sender against this receiver: the receiver answers status 2 and reports the mismatch.
+        await using (var listener = TunnelListener.Start(TunnelTestKit.Loopback, MigrationToken.Create()))
+        {
+            using var wait = CancellationTokenSource.CreateLinkedTokenSource(cts.Token);
+            Task<TunnelStats> receive = listener.ReceiveAsync(_ => Task.FromResult<System.IO.Stream>(new MemoryStream()), wait.Token);
+            using var client = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+            await client.ConnectAsync(listener.LocalEndpoint, cts.Token);
+            var stream = new System.Net.Sockets.NetworkStream(client);
+            byte[] hello = new byte[42];
+            await stream.ReadExactlyAsync(hello, cts.Token);
+            Assert.Equal([0, 2], hello[8..10]);
+            byte[] clientHello = new byte[66];
+            clientHello[1] = 1;
+            await stream.WriteAsync(clientHello, cts.Token);
+            byte[] reply = new byte[33];
+            await stream.ReadExactlyAsync(reply, cts.Token);
+            Assert.Equal(2, reply[0]);
+
+            wait.Cancel();
+            var receiverError = await Assert.ThrowsAsync<TunnelException>(() => receive);
+            Assert.Equal(TunnelException.VersionMismatch, receiverError.ErrorId);
+        }
+
+        // A version-1 receiver against this sender.
+        using var fake = new System.Net.Sockets.TcpListener(TunnelTestKit.Loopback);
+        fake.Start();
+        Task serve = Task.Run(async () =>
+        {
+            using var socket = await fake.AcceptSocketAsync(cts.Token);
+            byte[] hello = [.. "DMTUNNEL"u8, 0, 1, .. new byte[32]];
+            await socket.SendAsync(hello, cts.Token);
+            await socket.ReceiveAsync(new byte[100], cts.Token);
+        });
+
+        var senderError = await Assert.ThrowsAsync<TunnelException>(() =>
+            TunnelSender.ConnectAsync("127.0.0.1", ((IPEndPoint)fake.LocalEndpoint).Port, MigrationToken.Create(), new TunnelOptions(), null, cts.Token));
+        Assert.Equal(TunnelException.VersionMismatch, senderError.ErrorId);
+        await serve;
+    }
+
+    [Fact]
+    public async Task Handshake_GivesBothEndsTheSameKeys_OnePerDirection()
+    {
+        using var cts = new CancellationTokenSource(TestTimeout);
+        var token = MigrationToken.Create();
+        using var server = new System.Net.Sockets.TcpListener(TunnelTestKit.Loopback);
+        server.Start();
+        using var client = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        await client.ConnectAsync((IPEndPoint)server.LocalEndpoint, cts.Token);
+        using var accepted = await server.AcceptSocketAsync(cts.Token);
+        using var clientStream = new System.Net.Sockets.NetworkStream(client);
+        using var serverStream = new System.Net.Sockets.NetworkStream(accepted);
+
+        Task<SessionKeys> serverKeys = Protocol.ServerHandshakeAsync(serverStream, token, cts.Token);
+        SessionKeys senderKeys = await Protocol.ClientHandshakeAsync(clientStream, token, cts.Token);
+        SessionKeys receiverKeys = await serverKeys;
+
+        Assert.Equal(senderKeys.SenderToReceiver, receiverKeys.SenderToReceiver);
+        Assert.Equal(senderKeys.ReceiverToSender, receiverKeys.ReceiverToSender);
+        Assert.NotEqual(senderKeys.SenderToReceiver, senderKeys.ReceiverToSender);
+
+        // Frame 0 of each direction: same plaintext, different ciphertext (no shared key and nonce).
+        using var up = Protocol.CreateCipher(senderKeys.SenderToReceiver);
+        using var down = Protocol.CreateCipher(senderKeys.ReceiverToSender);
+        byte[] a = Protocol.Rent(64);
+        byte[] b = Protocol.Rent(64);
+        a.AsSpan(18, 64).Clear();
+        b.AsSpan(18, 64).Clear();
+        int length = Protocol.Seal(a, up, FrameType.Data, 0, 64, 64, 0);
+        Protocol.Seal(b, down, FrameType.Data, 0, 64, 64, 0);
+        Assert.False(a.AsSpan(18, length - 18).SequenceEqual(b.AsSpan(18, length - 18)));
+        Assert.True(Protocol.Open(a, up, 64, 0));
+        Assert.True(a.AsSpan(18, 64).IndexOfAnyExcept((byte)0) < 0);
+        Assert.False(Protocol.Open(b, up, 64, 0)); // the other direction's key does not open it
+        Protocol.Return(a);
+        Protocol.Return(b);
     }
 
     [Fact]
@@ -286,12 +420,15 @@ public sealed class TunnelTests(ITestOutputHelper output)
         return (destination.ToArray(), sender.Stats, await receive);
     }
 
-    /// <summary>Sends 1 MiB through a tampering proxy; returns the receiver's error (the sender must fail too).</summary>
-    private async Task<TunnelException> TransferThroughProxyAsync(long? flipAt, long? cutAt, CancellationToken ct)
+    /// <summary>
+    /// Sends 1 MiB (four raw 256 KiB frames) through a tampering proxy; returns the receiver's error (the sender must fail
+    /// too) after checking that only the <paramref name="delivered"/> bytes before the damage reached the destination.
+    /// </summary>
+    private async Task<TunnelException> TransferThroughProxyAsync(long? flipAt, long? cutAt, CancellationToken ct, (long, int)? drop = null, (long, int)? replay = null, long delivered = 0)
     {
         var token = MigrationToken.Create();
         await using var listener = TunnelListener.Start(TunnelTestKit.Loopback, token);
-        await using var proxy = new TamperProxy(listener.LocalEndpoint, flipAt, cutAt);
+        await using var proxy = new TamperProxy(listener.LocalEndpoint, flipAt, cutAt, drop, replay);
         var destination = new MemoryStream();
         Task<TunnelStats> receive = listener.ReceiveAsync(_ => Task.FromResult<System.IO.Stream>(destination), ct);
         await using var sender = await TunnelSender.ConnectAsync("127.0.0.1", proxy.Port, token, new TunnelOptions(), null, ct);
@@ -304,7 +441,7 @@ public sealed class TunnelTests(ITestOutputHelper output)
         output.WriteLine($"sender: {senderError.ErrorId}: {senderError.Message}");
         var receiverError = await Assert.ThrowsAsync<TunnelException>(() => receive);
         output.WriteLine($"receiver: {receiverError.ErrorId}: {receiverError.Message}");
-        Assert.Equal(0, destination.Length);
+        Assert.Equal(delivered, destination.Length);
         return receiverError;
     }
 }
