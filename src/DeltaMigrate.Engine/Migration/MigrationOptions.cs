@@ -62,6 +62,9 @@ public sealed record MigrationOptions
     /// <summary>How often to sample query-migrate for progress and per-round stats.</summary>
     public TimeSpan PollInterval { get; init; } = TimeSpan.FromMilliseconds(200);
 
+    /// <summary>Where the two ends of a one-host migration meet (loopback unless $DELTAMIGRATE_LOCAL_LINK says otherwise).</summary>
+    public LocalLink LocalLink { get; init; } = LocalLink.FromEnvironment();
+
     /// <summary>How long the destination may take to report running after the source completed.</summary>
     public TimeSpan DestinationStartTimeout { get; init; } = TimeSpan.FromSeconds(30);
 }

@@ -125,9 +125,9 @@ public sealed class MigrationSession
         File.Delete(incoming);
         await destination.MigrateIncomingAsync($"unix:{incoming}", cancellationToken);
         tunnel.Token = MigrationToken.Create();
-        tunnel.Receiver = DeltaReceiver.Start(new IPEndPoint(IPAddress.Loopback, 0), tunnel.Token, incoming, _logger);
+        tunnel.Receiver = DeltaReceiver.Start(new IPEndPoint(_options.LocalLink.Listen, 0), tunnel.Token, incoming, _logger);
         tunnel.Receiving = tunnel.Receiver.ReceiveAsync(tunnel.Stopping);
-        tunnel.Host = "127.0.0.1";
+        tunnel.Host = _options.LocalLink.Connect.ToString();
         tunnel.Port = tunnel.Receiver.Endpoint.Port;
     }
 
@@ -215,7 +215,7 @@ public sealed class MigrationSession
     private async Task<string> ListenLocallyAsync(QmpClient destination, LocalVmTarget target, CancellationToken cancellationToken)
     {
         // Port 0: QEMU picks a free port and reports it, so two migrations never race for one.
-        await destination.MigrateIncomingAsync("tcp:127.0.0.1:0", cancellationToken);
+        await destination.MigrateIncomingAsync($"tcp:{LocalLink.UriHost(_options.LocalLink.Listen)}:0", cancellationToken);
         var incoming = await destination.QueryMigrateAsync(cancellationToken);
         if (QmpJson.TryGet(incoming.Raw, "socket-address", out var addresses))
         {
@@ -224,7 +224,7 @@ public sealed class MigrationSession
                 var port = QmpJson.GetString(address, "port");
                 if (port is not null && port != "0")
                 {
-                    return $"tcp:127.0.0.1:{port}";
+                    return $"tcp:{LocalLink.UriHost(_options.LocalLink.Connect)}:{port}";
                 }
             }
         }
