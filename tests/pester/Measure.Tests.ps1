@@ -53,6 +53,15 @@ Describe 'Measure-KvmVM' {
         $p.TotalTime.TotalSeconds | Should -BeGreaterThan 1 -Because 'the first pass alone is 32 MiB at 12 MB/s'
     }
 
+    It 'predicts with the cache size and timeout the migration would use' {
+        $p = Measure-KvmVM m-src -Duration 1 -Mode Native, Delta -CacheSize 96MB -Timeout 30
+        $p.CacheSize | Should -Be @(96MB, 96MB)
+        $slow = Measure-KvmVM m-src -Duration 1 -Mode None -Bandwidth 1MB -Timeout 5
+        $slow.Converges | Should -BeFalse -Because '32 MiB of data at 1 MB/s cannot finish in 5 s'
+        { Measure-KvmVM m-src -Timeout 0 -ErrorAction Stop } |
+            Should -Throw -ErrorId 'InvalidTimeout,DeltaMigrate.Module.Commands.MeasureKvmVMCommand'
+    }
+
     It 'formats as a table with the prediction columns' {
         $text = $Predictions | Format-Table | Out-String
         $text | Should -Match 'Converges'

@@ -64,6 +64,9 @@ public sealed record MigrationPrediction
     public double DeltaOverflowFraction { get; init; }
     public double Lz4Ratio { get; init; }
     public double ZeroPageFraction { get; init; }
+
+    /// <summary>The whole sample, to predict again for another link with <see cref="MigrationPredictor.Predict(string, MemoryProfile, IEnumerable{CompressionMode}, PredictionOptions)"/>.</summary>
+    public MemoryProfile? Profile { get; init; }
 }
 
 /// <summary>
@@ -164,6 +167,7 @@ public static class MigrationPredictor
                     DeltaOverflowFraction = profile.DeltaOverflowFraction,
                     Lz4Ratio = profile.Lz4Ratio,
                     ZeroPageFraction = profile.ZeroPageFraction,
+                    Profile = profile,
                 };
             }
 

@@ -40,6 +40,16 @@ public sealed class MeasureKvmVMCommand : EngineCmdlet
     [Seconds]
     public TimeSpan MaxDowntime { get; set; } = MigrationOptions.DefaultMaxDowntime;
 
+    /// <summary>The page cache Native and Delta would use, as Move-KvmVM -CacheSize (default: QEMU's 64 MiB for Native, half the RAM for Delta).</summary>
+    [Parameter]
+    [ValidateRange(1024 * 1024, long.MaxValue)]
+    public long CacheSize { get; set; }
+
+    /// <summary>The -Timeout the migration would run with: pre-copy not converged by then counts as not converging (default 120 s).</summary>
+    [Parameter]
+    [Seconds]
+    public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(120);
+
     /// <summary>The modes to predict, in this order.</summary>
     [Parameter]
     [ValidateNotNullOrEmpty]
@@ -51,6 +61,12 @@ public sealed class MeasureKvmVMCommand : EngineCmdlet
         {
             ThrowTerminatingError(Error("InvalidDuration", ErrorCategory.InvalidArgument, Duration,
                 $"-Duration must be between 0.1 and 60 seconds (got {Duration.TotalSeconds:0.###} s)."));
+        }
+
+        if (Timeout <= TimeSpan.Zero)
+        {
+            ThrowTerminatingError(Error("InvalidTimeout", ErrorCategory.InvalidArgument, Timeout,
+                "-Timeout must be positive, e.g. 60 for one minute."));
         }
 
         if (MaxDowntime <= TimeSpan.Zero)
@@ -79,7 +95,15 @@ public sealed class MeasureKvmVMCommand : EngineCmdlet
                 $"hot set {profile.HotSetBytes / 1048576.0:0.0} MiB, delta {profile.MeanDeltaBytes:0} bytes ({profile.DeltaOverflowFraction:P0} overflow), " +
                 $"LZ4 {profile.Lz4Ratio:0.00}x, zero pages {profile.ZeroPageFraction:P0}.");
 
-            var options = new PredictionOptions { Bandwidth = Bandwidth, MaxDowntime = MaxDowntime };
+            long? cache = MyInvocation.BoundParameters.ContainsKey(nameof(CacheSize)) ? CacheSize : null;
+            var options = new PredictionOptions
+            {
+                Bandwidth = Bandwidth,
+                MaxDowntime = MaxDowntime,
+                TimeLimit = Timeout,
+                NativeCacheSize = cache,
+                DeltaCacheSize = cache,
+            };
             foreach (var prediction in MigrationPredictor.Predict(name, profile, Mode, options))
             {
                 WriteObject(prediction);

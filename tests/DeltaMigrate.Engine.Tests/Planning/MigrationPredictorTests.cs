@@ -144,4 +144,19 @@ public class MigrationPredictorTests
         Assert.Equal(2048 * MiB, MigrationPredictor.CacheFor(CompressionMode.Delta, 16384 * MiB, options));
         Assert.Null(MigrationPredictor.CacheFor(CompressionMode.Lz4, 1024 * MiB, options));
     }
+
+    [Fact]
+    public void APredictionCarriesItsSample_SoAnotherLinkCanBePredictedFromTheSavedJson()
+    {
+        var slow = new PredictionOptions { Bandwidth = 12_500_000 };
+        var fast = new PredictionOptions { Bandwidth = 125_000_000 };
+        var first = MigrationPredictor.Predict("vm", Profile(20_000, 16_384), CompressionMode.Delta, slow);
+
+        var json = System.Text.Json.JsonSerializer.Serialize(first.Profile);
+        var saved = System.Text.Json.JsonSerializer.Deserialize<MemoryProfile>(json)!;
+        var again = MigrationPredictor.Predict("vm", saved, CompressionMode.Delta, fast);
+
+        Assert.Equal(MigrationPredictor.Predict("vm", Profile(20_000, 16_384), CompressionMode.Delta, fast) with { Profile = null }, again with { Profile = null });
+        Assert.True(again.TotalTime < first.TotalTime);
+    }
 }
