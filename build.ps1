@@ -12,8 +12,9 @@
       build  deps, then compile the module into module/bin (Import-Module ./DeltaMigrate.psd1).
       test   build, then dotnet format --verify-no-changes, xUnit and Pester (in a fresh pwsh).
       demo   build, then start two local VMs and live-migrate one into the other.
-      bench  build, then real migrations over tc-shaped links (root): -Quick writes
-             docs/benchmarks.md in under 10 minutes; without it the issue-3 grid (~1 h).
+      bench  build, then real migrations over shaped links (root) into docs/benchmarks.md:
+             the full grid, 3 runs per cell (~50 min); -Quick a reduced grid in under 10 minutes
+             (docs/benchmarks-quick.md).
       clean  remove build output (keeps .tools/).
 #>
 [CmdletBinding()]
@@ -28,10 +29,10 @@ param(
     # Runs only the Pester files whose name matches (e.g. 'Move'); xUnit still runs in full.
     [string] $PesterFilter = '*',
 
-    # bench: which cells of tests/bench/Invoke-MigrationBenchmark.ps1 to run (e.g. 'a/*').
+    # bench: which cells of tests/bench/Invoke-MigrationBenchmark.ps1 to run (e.g. '100mbit/scatter/*'); a subset does not rewrite docs/benchmarks.md.
     [string[]] $BenchCell = @('*'),
 
-    # bench: the reduced grid (under 10 minutes) that writes docs/benchmarks.md.
+    # bench: the reduced grid (under 10 minutes) that writes docs/benchmarks-quick.md.
     [switch] $Quick
 )
 

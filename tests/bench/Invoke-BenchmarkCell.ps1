@@ -31,7 +31,10 @@ param(
     [int] $ChartHeight = 450,
     # Optional: the MigrationResult serialized with System.Text.Json, so that a later step can
     # deserialize real MigrationResult objects (e.g. for RenderComparisonPng over several cells).
-    [string] $ResultJson
+    [string] $ResultJson,
+    # Optional: run Measure-KvmVM first (after the warm-up) and keep its per-mode predictions for a
+    # link of this many bytes/s, with this cell's downtime limit, timeout and half the RAM as cache.
+    [long] $MeasureBandwidth = 0
 )
 
 $ErrorActionPreference = 'Stop'
@@ -72,6 +75,24 @@ function Get-ProcCpuSeconds([Nullable[int]] $ProcessId) {
 $script:ClockTicks = [double]((& getconf CLK_TCK 2>$null) | Select-Object -First 1)
 if (-not $script:ClockTicks) { $script:ClockTicks = 100 }
 
+function Measure-LinkRtt {
+    # The round trip of the link the migration uses: a TCP connect returns after SYN and SYN-ACK.
+    $listen, $connect = if ($env:DELTAMIGRATE_LOCAL_LINK) { $env:DELTAMIGRATE_LOCAL_LINK -split ',' } else { '127.0.0.1', '127.0.0.1' }
+    $listener = [Net.Sockets.TcpListener]::new([Net.IPAddress]::Parse($listen), 0)
+    $listener.Start()
+    try {
+        $samples = foreach ($i in 1..3) {
+            $client = [Net.Sockets.TcpClient]::new()
+            $watch = [Diagnostics.Stopwatch]::StartNew()
+            $client.Connect([Net.IPAddress]::Parse($connect), $listener.LocalEndpoint.Port)
+            $watch.Elapsed.TotalMilliseconds
+            $client.Dispose()
+        }
+        [math]::Round(($samples | Measure-Object -Minimum).Minimum, 2)
+    }
+    finally { $listener.Stop() }
+}
+
 function Get-RateBetween($From, $To) {
     # Pages/s between two heartbeats (heartbeats are 100 ms of guest time apart).
     if (-not $From -or -not $To -or $To.Hb -le $From.Hb) { return $null }
@@ -92,6 +113,25 @@ try {
     $cell.GuestReady = $ready
     # A few heartbeats so the dirty rate is steady; the warm-up rate is measured over them.
     Wait-Until { @(Get-Heartbeats $src.SerialLog).Count -ge $WarmupHeartbeats } "$WarmupHeartbeats heartbeats"
+    $cell.LinkRttMs = Measure-LinkRtt
+    if ($MeasureBandwidth -gt 0) {
+        $measureWatch = [Diagnostics.Stopwatch]::StartNew()
+        $predictions = @(Measure-KvmVM -Name $VmName -Duration 3 -Bandwidth $MeasureBandwidth -MaxDowntime $MaxDowntime -CacheSize ([long]($Memory / 2)) -Timeout $Timeout)
+        $cell.MeasureSeconds = [math]::Round($measureWatch.Elapsed.TotalSeconds, 1)
+        # The sample itself, so the page can predict again for the rate the link really carried.
+        $cell.ProfileJson = [Text.Json.JsonSerializer]::Serialize($predictions[0].Profile, [DeltaMigrate.Engine.Planning.MemoryProfile])
+        $cell.Predictions = @($predictions | ForEach-Object {
+                [ordered]@{
+                    Mode = "$($_.Mode)"; Converges = $_.Converges; TotalSeconds = [math]::Round($_.TotalTime.TotalSeconds, 1)
+                    DowntimeMs = [math]::Round($_.Downtime.TotalMilliseconds); WireMiB = [math]::Round($_.WireBytes / 1MB, 1); Rounds = $_.Rounds
+                    Bandwidth = $_.Bandwidth; CacheSize = $_.CacheSize; DirtyPagesPerSecond = [math]::Round($_.DirtyPagesPerSecond)
+                    HotSetMiB = [math]::Round($_.HotSetBytes / 1MB, 1); MeanDeltaBytes = [math]::Round($_.MeanDeltaBytes); Lz4Ratio = [math]::Round($_.Lz4Ratio, 2)
+                }
+            })
+        # The snapshots stall the guest for a moment: let its rate settle again before migrating.
+        $settled = @(Get-Heartbeats $src.SerialLog).Count + 10
+        Wait-Until { @(Get-Heartbeats $src.SerialLog).Count -ge $settled } 'the guest to settle after Measure-KvmVM'
+    }
     $before = @(Get-Heartbeats $src.SerialLog)
     $first = $before[[math]::Max(0, $before.Count - 10)]   # the last ~second before migrating
     $last = $before[-1]
