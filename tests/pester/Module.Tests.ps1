@@ -28,6 +28,17 @@ Describe 'DeltaMigrate module' {
         }
     }
 
+    It 'completes VM names for -Name and -Destination from the run directory' {
+        $null = Start-TestDestination -Name 'tab-one'
+        $null = Start-TestDestination -Name 'tab-two'
+        $names = { param($line) (TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches.CompletionText }
+        & $names 'Get-KvmVM tab-' | Should -Be @('tab-one', 'tab-two')
+        & $names 'Move-KvmVM tab-one -Destination tab-t' | Should -Be @('tab-two')
+        & $names 'Stop-KvmVM -Name TAB-O' | Should -Be @('tab-one') -Because 'names complete case-insensitively'
+        & $names 'Measure-KvmVM nothing-like-this' | Should -BeNullOrEmpty
+        Get-KvmVM 'tab-*' | Stop-KvmVM -Force -Confirm:$false
+    }
+
     It 'has an about topic' {
         Get-Help about_DeltaMigrate | Out-String | Should -Match 'Move-KvmVM'
     }

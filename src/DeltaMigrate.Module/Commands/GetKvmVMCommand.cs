@@ -13,6 +13,7 @@ public sealed class GetKvmVMCommand : EngineCmdlet
     [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true, ParameterSetName = "Name")]
     [SupportsWildcards]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(VmNameCompleter))]
     public string[] Name { get; set; } = ["*"];
 
     [Parameter(Mandatory = true, ParameterSetName = "Socket")]

@@ -14,6 +14,7 @@ namespace DeltaMigrate.Module.Commands;
 public sealed class InvokeKvmQmpCommand : EngineCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = "Name")]
+    [ArgumentCompleter(typeof(VmNameCompleter))]
     public string Name { get; set; } = "";
 
     [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = "VM")]

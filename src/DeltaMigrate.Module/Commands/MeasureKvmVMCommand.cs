@@ -20,6 +20,7 @@ public sealed class MeasureKvmVMCommand : EngineCmdlet
 
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true, ParameterSetName = "Name")]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(VmNameCompleter))]
     public string Name { get; set; } = "";
 
     [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = "VM")]

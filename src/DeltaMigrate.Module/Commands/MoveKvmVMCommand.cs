@@ -17,6 +17,7 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
 
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true, ParameterSetName = "Name")]
     [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(VmNameCompleter))]
     public string Name { get; set; } = "";
 
     [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = "VM")]
@@ -25,6 +26,7 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
     /// <summary>A VM object or name waiting on this host (Start-KvmVM -Incoming), or host:port.</summary>
     [Parameter(Mandatory = true, Position = 1)]
     [ValidateNotNull]
+    [ArgumentCompleter(typeof(VmNameCompleter))]
     public object Destination { get; set; } = "";
 
     /// <summary>Delta (default): our tunnel with XBZRLE deltas and LZ4; Lz4; Native (QEMU's XBZRLE); None.</summary>

@@ -14,6 +14,7 @@ public sealed class StopKvmVMCommand : EngineCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true, ParameterSetName = "Name")]
     [SupportsWildcards]
+    [ArgumentCompleter(typeof(VmNameCompleter))]
     public string[] Name { get; set; } = [];
 
     [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = "VM")]

@@ -1,0 +1,36 @@
+using System.Collections;
+using System.Management.Automation;
+using System.Management.Automation.Language;
+using DeltaMigrate.Engine.Vm;
+
+namespace DeltaMigrate.Module.Infrastructure;
+
+/// <summary>
+/// Tab completion of VM names for -Name and -Destination: the live VMs of the run directory, read
+/// from their records only (no QMP round trip, so completion stays instant while VMs migrate).
+/// </summary>
+public sealed class VmNameCompleter : IArgumentCompleter
+{
+    public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
+        CommandAst commandAst, IDictionary fakeBoundParameters)
+    {
+        var typed = wordToComplete.Trim('\'', '"');
+        var pattern = WildcardPattern.Get(typed + "*", WildcardOptions.IgnoreCase);
+        IEnumerable<VmRecord> records;
+        try
+        {
+            records = VmResolver.RunDirectory.LoadAll().Where(r => pattern.IsMatch(r.Name) && QemuLauncher.IsAlive(r.Pid)).ToList();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            yield break;   // no run directory (yet), or not ours: nothing to offer
+        }
+
+        foreach (var r in records.OrderBy(r => r.Name, StringComparer.OrdinalIgnoreCase))
+        {
+            var text = r.Name.All(c => char.IsLetterOrDigit(c) || c is '-' or '_' or '.') ? r.Name : $"'{r.Name.Replace("'", "''")}'";
+            yield return new CompletionResult(text, r.Name, CompletionResultType.ParameterValue,
+                $"{r.Name}: {r.MemoryBytes / (1024 * 1024)} MiB, {r.Machine}, pid {r.Pid}");
+        }
+    }
+}
