@@ -18,6 +18,7 @@ public sealed class DeltaSource : IAsyncDisposable
     private readonly StreamTranscoder? _transcoder;
     private readonly ILogger _logger;
     private Socket? _qemu;
+    private volatile bool _cancelling;
 
     private DeltaSource(Socket listener, string socketPath, TunnelSender tunnel, StreamTranscoder? transcoder, ILogger logger)
     {
@@ -63,6 +64,12 @@ public sealed class DeltaSource : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// The migration is being cancelled on purpose: QEMU will cut its stream mid-page, which is then
+    /// expected and logged quietly rather than as a tunnel failure.
+    /// </summary>
+    public void ExpectCancel() => _cancelling = true;
+
     /// <summary>Takes QEMU's connection and carries its stream to the end; completes once the receiver has it all.</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
     {
@@ -87,7 +94,15 @@ public sealed class DeltaSource : IAsyncDisposable
         catch (Exception e)
         {
             // Tell the receiver (it drops the destination's stream) and cut QEMU off: its migration fails, the VM runs on.
-            _logger.LogWarning("Delta tunnel failed: {Error}", e.Message);
+            if (_cancelling)
+            {
+                _logger.LogDebug("Delta tunnel ended by the cancellation: {Error}", e.Message);
+            }
+            else
+            {
+                _logger.LogWarning("Delta tunnel failed: {Error}", e.Message);
+            }
+
             await _tunnel.FailAsync(e.Message);
             _qemu?.Close();
             throw;

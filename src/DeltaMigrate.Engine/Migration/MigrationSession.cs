@@ -314,6 +314,7 @@ public sealed class MigrationSession
                     else
                     {
                         _logger.LogWarning("{VM}: no convergence after {Limit}; cancelling", _request.VMName, limit);
+                        tunnel.Source?.ExpectCancel();
                         await source.MigrateCancelAsync(cancellationToken);
                         cancelRequested = true;
                     }
@@ -325,6 +326,7 @@ public sealed class MigrationSession
             {
                 // Ctrl-C: cancel in QEMU, put the source back as it was, then let the caller see the cancellation.
                 _logger.LogWarning("{VM}: migration cancelled by the user; cancelling in QEMU", _request.VMName);
+                tunnel.Source?.ExpectCancel();
                 await CancelAndRestoreAsync(source, sourceWasRunning);
                 throw;
             }
