@@ -34,6 +34,9 @@ public sealed class TunnelSender : IAsyncDisposable
     private readonly int _payloadCapacity;
     private readonly Task _writeLoop;
     private readonly Task _readLoop;
+
+    /// <summary>How long a failed write waits for the receiver's Error frame to be read.</summary>
+    private static readonly TimeSpan ErrorFrameGrace = TimeSpan.FromSeconds(1);
     private readonly object _faultLock = new();
     private TunnelException? _fault;
     private byte[]? _current;
@@ -379,6 +382,13 @@ public sealed class TunnelSender : IAsyncDisposable
         }
         catch (Exception ex)
         {
+            // A receiver that fails sends an Error frame and closes, so our next write can meet a reset
+            // before the read loop has read that frame: give it a moment, its reason beats "connection reset".
+            if (ex is not OperationCanceledException && _readLoop is not null)
+            {
+                await Task.WhenAny(_readLoop, Task.Delay(ErrorFrameGrace));
+            }
+
             Abort(ex is OperationCanceledException
                 ? TunnelException.ClosedEarly("The tunnel was closed before the transfer finished.", ex)
                 : ex as TunnelException ?? TunnelException.ClosedEarly($"The tunnel failed: {ex.Message}", ex));
