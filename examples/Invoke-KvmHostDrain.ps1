@@ -16,6 +16,10 @@
     ./Invoke-KvmHostDrain.ps1 -Name 'app-*' -LogPath ./drain.csv -Destination {
         param($vm) Start-KvmVM -Name "$($vm.Name)-new" -Memory $vm.MemoryBytes -Machine $vm.Machine -Incoming
     }
+
+.NOTES
+    From cron or a systemd unit, start pwsh with DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0 in its
+    environment: on slow links it roughly halves the engine's CPU (docs/performance.md).
 #>
 [CmdletBinding(SupportsShouldProcess)]
 param(
