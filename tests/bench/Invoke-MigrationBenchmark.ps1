@@ -216,7 +216,7 @@ else {
     New-Item -ItemType Directory $work -Force | Out-Null
 
     $results = [Collections.Generic.List[object]]::new()
-    $delayLine = $null
+    $delayLines = @()
     try {
         if ($shaped) {
             if (@(& ip netns list | Where-Object { ($_ -split ' ')[0] -eq $Namespace }).Count) {
@@ -226,7 +226,7 @@ else {
             Invoke-Native ip @('netns', 'add', $Namespace)
             Invoke-Native ip @('netns', 'exec', $Namespace, 'ip', 'link', 'set', 'lo', 'mtu', '1500', 'up')
             foreach ($l in @($selected.Link | Sort-Object -Unique | Where-Object { $delayLinks[$_] })) {
-                $delayLine = Start-DelayLine $delayLinks[$l] (Join-Path $work 'delayline.log')
+                $delayLines += Start-DelayLine $delayLinks[$l] (Join-Path $work "delayline-$l.log")
             }
         }
         $i = 0
@@ -267,7 +267,7 @@ else {
     }
     finally {
         $env:DELTAMIGRATE_LOCAL_LINK = $null
-        if ($delayLine) { $delayLine.Kill($true); $delayLine.WaitForExit() }
+        foreach ($p in $delayLines) { $p.Kill($true); $p.WaitForExit() }
         if ($shaped) { Invoke-Native ip @('netns', 'del', $Namespace) -IgnoreError }
     }
 }
@@ -369,7 +369,7 @@ try {
     $predictor = [DeltaMigrate.Engine.Planning.MigrationPredictor]
 }
 catch { Write-Warning "No re-prediction at the achieved rate: $($_.Exception.Message)" }
-function Get-Repredicted($Sampled, [string] $Mode, [long] $Bandwidth, $Cell) {
+function Get-Repredicted($Sampled, [string] $Mode, [long] $Bandwidth) {
     if (-not $predictor -or -not $Sampled.ProfileJson -or -not $Bandwidth) { return $null }
     $profile = [Text.Json.JsonSerializer]::Deserialize($Sampled.ProfileJson, [DeltaMigrate.Engine.Planning.MemoryProfile])
     $options = [DeltaMigrate.Engine.Planning.PredictionOptions]@{
@@ -378,6 +378,7 @@ function Get-Repredicted($Sampled, [string] $Mode, [long] $Bandwidth, $Cell) {
     }
     $predictor::Predict($Sampled.Id, $profile, [DeltaMigrate.Engine.Migration.CompressionMode]$Mode, $options)
 }
+$yes = { param($b) if ($b) { 'yes' } else { 'no' } }
 $predictionTable = @(
     '| link (carried MB/s) | VM MiB | workload | mode | converges: nominal / carried / measured | total s: nominal / carried / measured | downtime ms: carried / measured | wire MiB: carried / measured |'
     '|---|---|---|---|---|---|---|---|'
@@ -387,7 +388,6 @@ $predictionTable = @(
         if (-not $p) { continue }
         $rate = $achievedRate[$g.Link]
         $q = Get-Repredicted $sampled[0] $g.Mode $rate
-        $yes = { param($b) if ($b) { 'yes' } else { 'no' } }
         '| {0} ({1}) | {2} | {3} | {4} | {5} / {6} / {7}/{8} | {9:N1} / {10} / {11} | {12} / {13} | {14} / {15} |' -f $g.Link,
             $(if ($rate) { '{0:N0}' -f ($rate / 1e6) } else { '-' }), $g.MemoryMiB, $g.Workload, $g.Label,
             (& $yes $p.Converges), $(if ($q) { & $yes $q.Converges } else { '-' }), $g.Converged, $g.N,

@@ -35,6 +35,5 @@ public sealed record LocalLink(IPAddress Listen, IPAddress Connect)
     }
 
     /// <summary>An address as a QEMU URI wants it (IPv6 in brackets).</summary>
-    internal static string UriHost(IPAddress address) =>
-        address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{address}]" : address.ToString();
+    internal static string UriHost(IPAddress address) => RemoteTarget.FormatUriHost(address.ToString());
 }

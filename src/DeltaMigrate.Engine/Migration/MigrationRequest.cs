@@ -18,7 +18,10 @@ public sealed record RemoteTarget(string Host, int Port) : MigrationTarget
     public override string Display => $"{Host}:{Port}";
 
     /// <summary>The host as a QEMU URI wants it (IPv6 in brackets).</summary>
-    public string UriHost => Host.Contains(':') ? $"[{Host}]" : Host;
+    public string UriHost => FormatUriHost(Host);
+
+    /// <summary>A host or address as a QEMU URI wants it: IPv6 in brackets.</summary>
+    public static string FormatUriHost(string host) => host.Contains(':') ? $"[{host}]" : host;
 
     /// <summary>Parses "host:port" or "[v6addr]:port".</summary>
     public static RemoteTarget Parse(string endpoint)

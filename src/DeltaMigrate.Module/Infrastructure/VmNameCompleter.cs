@@ -14,12 +14,11 @@ public sealed class VmNameCompleter : IArgumentCompleter
     public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
         CommandAst commandAst, IDictionary fakeBoundParameters)
     {
-        var typed = wordToComplete.Trim('\'', '"');
-        var pattern = WildcardPattern.Get(typed + "*", WildcardOptions.IgnoreCase);
         IEnumerable<VmRecord> records;
         try
         {
-            records = VmResolver.RunDirectory.LoadAll().Where(r => pattern.IsMatch(r.Name) && QemuLauncher.IsAlive(r.Pid)).ToList();
+            // A pattern with a wildcard never throws NotFound: no match is an empty list.
+            records = VmResolver.Find(wordToComplete.Trim('\'', '"') + "*");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
