@@ -42,26 +42,31 @@ public sealed class DeltaSource : IAsyncDisposable
     private long _passThroughBytes;
 
     /// <summary>
-    /// Connects and authenticates the tunnel first, so a wrong token or an unreachable receiver
-    /// fails before QEMU is asked to do anything; then listens for QEMU.
+    /// Listens for QEMU on <paramref name="socketPath"/>; the stream goes out through
+    /// <paramref name="tunnel"/>, connected, authenticated and prepared by the caller, which keeps it
+    /// for the commit afterwards.
     /// </summary>
-    public static async Task<DeltaSource> StartAsync(string socketPath, string host, int port, MigrationToken token,
-        bool delta, long cacheBytes, TunnelOptions tunnelOptions, ILogger logger, CancellationToken cancellationToken)
+    public static DeltaSource Create(string socketPath, TunnelSender tunnel, bool delta, long cacheBytes, ILogger logger)
     {
-        var tunnel = await TunnelSender.ConnectAsync(host, port, token, tunnelOptions, logger, cancellationToken);
+        File.Delete(socketPath);
+        var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
-            File.Delete(socketPath);
-            var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             listener.Bind(new UnixDomainSocketEndPoint(socketPath));
+            if (!OperatingSystem.IsWindows())
+            {
+                // Only our QEMU (same user) may connect; the run directory's 0700 already says so.
+                File.SetUnixFileMode(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            }
             listener.Listen(1);
-            return new DeltaSource(listener, socketPath, tunnel, delta ? new StreamTranscoder(cacheBytes) : null, logger);
         }
         catch
         {
-            await tunnel.DisposeAsync();
+            listener.Dispose();
             throw;
         }
+
+        return new DeltaSource(listener, socketPath, tunnel, delta ? new StreamTranscoder(cacheBytes) : null, logger);
     }
 
     /// <summary>
@@ -70,7 +75,7 @@ public sealed class DeltaSource : IAsyncDisposable
     /// </summary>
     public void ExpectCancel() => _cancelling = true;
 
-    /// <summary>Takes QEMU's connection and carries its stream to the end; completes once the receiver has it all.</summary>
+    /// <summary>Takes QEMU's connection and carries its stream to the end; completes once the receiver answers Loaded.</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         try
@@ -120,11 +125,12 @@ public sealed class DeltaSource : IAsyncDisposable
         }
     }
 
-    public async ValueTask DisposeAsync()
+    /// <summary>Closes QEMU's side; the tunnel belongs to the caller.</summary>
+    public ValueTask DisposeAsync()
     {
         _qemu?.Dispose();
         _listener.Dispose();
         File.Delete(_socketPath);
-        await _tunnel.DisposeAsync();
+        return ValueTask.CompletedTask;
     }
 }

@@ -65,6 +65,6 @@ public sealed record MigrationOptions
     /// <summary>Where the two ends of a one-host migration meet (loopback unless $DELTAMIGRATE_LOCAL_LINK says otherwise).</summary>
     public LocalLink LocalLink { get; init; } = LocalLink.FromEnvironment();
 
-    /// <summary>How long the destination may take to report running after the source completed.</summary>
-    public TimeSpan DestinationStartTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>Keep the source's QEMU (paused, postmigrate) after the commit instead of quitting it.</summary>
+    public bool KeepSource { get; init; }
 }

@@ -7,12 +7,17 @@ public abstract record MigrationTarget
 }
 
 /// <summary>A VM on this host waiting for a migration (started with -incoming defer); we drive both ends.</summary>
-public sealed record LocalVmTarget(string Name, string ControlSocket, bool ExpectPaused) : MigrationTarget
+public sealed record LocalVmTarget(Vm.VmRecord Record) : MigrationTarget
 {
+    public string Name => Record.Name;
+
     public override string Display => Name;
 }
 
-/// <summary>A QEMU elsewhere already listening for a migration (-incoming tcp:0:PORT).</summary>
+/// <summary>
+/// Receive-KvmVM on another host: the endpoint it printed (the token comes with the options). Every
+/// mode goes through it, None and Native too, since only it can check, commit or remove the destination.
+/// </summary>
 public sealed record RemoteTarget(string Host, int Port) : MigrationTarget
 {
     public override string Display => $"{Host}:{Port}";

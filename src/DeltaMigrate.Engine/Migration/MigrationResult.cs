@@ -5,6 +5,9 @@ public enum MigrationStatus
     Completed,
     Failed,
     Cancelled,
+
+    /// <summary>Both copies paused after the commit's answer was lost; the error says which side to resume.</summary>
+    InDoubt,
 }
 
 /// <summary>One pre-copy round: the sample taken when QEMU's dirty-sync count moved on.</summary>
@@ -71,7 +74,7 @@ public sealed record MigrationResult
 
     public required TimeSpan TotalTime { get; init; }
 
-    /// <summary>How long the guest was frozen (QEMU's figure, or ours from the forced pause).</summary>
+    /// <summary>How long the guest was frozen: from the source's STOP until the destination ran (or, staying paused, held the complete state) after the commit.</summary>
     public required TimeSpan Downtime { get; init; }
     public required TimeSpan SetupTime { get; init; }
 

@@ -1,7 +1,7 @@
 using System.Diagnostics;
-using System.Net;
 using System.Text.Json;
 using DeltaMigrate.Engine.Delta;
+using DeltaMigrate.Engine.Migration.Commit;
 using DeltaMigrate.Engine.Qmp;
 using DeltaMigrate.Engine.Transport;
 using DeltaMigrate.Engine.Vm;
@@ -11,8 +11,12 @@ using Microsoft.Extensions.Logging.Abstractions;
 namespace DeltaMigrate.Engine.Migration;
 
 /// <summary>
-/// Drives one live migration with QEMU's own transport: preflight, capabilities, migrate, watch
-/// the rounds, and confirm both sides afterwards. Whatever goes wrong, the source is left running.
+/// The sender's state machine of one live migration, after libvirt's protocol: prepare (the
+/// destination checks itself against the source), perform (QEMU migrates; we watch the rounds),
+/// finish (the destination's QEMU loaded the stream and is held paused), confirm (Commit: the
+/// destination runs, then the source is removed). Until Commit is sent the source is resumed on any
+/// failure, after the destination was removed; once it is sent, a lost answer leaves the source
+/// paused and the result in doubt. So the two copies never run at once, and one always can.
 /// </summary>
 public sealed class MigrationSession
 {
@@ -20,6 +24,10 @@ public sealed class MigrationSession
 
     // QEMU does not answer QMP while the guest is frozen for the final copy: allow for a long one.
     private static readonly TimeSpan QueryTimeout = TimeSpan.FromSeconds(120);
+
+    // How long the destination may take to report Loaded, and to answer Commit, once the source completed.
+    private static readonly TimeSpan FinishTimeout = TimeSpan.FromSeconds(90);
+    private static readonly TimeSpan CommitTimeout = TimeSpan.FromSeconds(30);
 
     // QEMU caps max-bandwidth at SIZE_MAX; 1 TiB/s lifts the 128 MiB/s default without reaching it.
     private const long Unlimited = 1L << 40;
@@ -42,59 +50,24 @@ public sealed class MigrationSession
     {
         await using var source = await ConnectAsync(_request.SourceControlSocket, _request.VMName, cancellationToken);
         var sourceBefore = await PreflightSourceAsync(source, cancellationToken);
-        var memorySize = (await source.QueryMemorySizeSummaryAsync(cancellationToken)).BaseMemory;
+        var described = await DestinationVm.DescribeAsync(source, _request.VMName, cancellationToken);
 
-        QmpClient? destination = null;
-        await using var tunnel = new TunnelEnds();
-        try
-        {
-            string uri;
-            if (_request.Destination is LocalVmTarget local)
-            {
-                destination = await ConnectAsync(local.ControlSocket, local.Name, cancellationToken);
-                await PreflightDestinationAsync(destination, local, memorySize, cancellationToken);
-                if (UsesTunnel)
-                {
-                    await StartLocalReceiverAsync(destination, local, tunnel, cancellationToken);
-                    uri = "";
-                }
-                else
-                {
-                    uri = await ListenLocallyAsync(destination, local, cancellationToken);
-                }
-            }
-            else
-            {
-                var remote = (RemoteTarget)_request.Destination;
-                uri = UsesTunnel ? "" : $"tcp:{remote.UriHost}:{remote.Port}";
-                if (UsesTunnel)
-                {
-                    tunnel.Token = _options.Token ?? throw new EngineException("TokenRequired", ErrorKind.InvalidArgument,
-                        $"-Compress {_options.Compress} to {remote.Display} needs the -Token that Receive-KvmVM printed on the destination host.")
-                    { Target = remote.Display };
-                    tunnel.Host = remote.Host;
-                    tunnel.Port = remote.Port;
-                }
-            }
+        // Prepare: the destination checks itself before QEMU is touched (a wrong token, an unreachable
+        // receiver, a mismatched machine fail here, with the source untouched).
+        await using var link = await OpenLinkAsync(cancellationToken);
+        var dataPath = UsesTunnel ? DataPath.Tunnel : DataPath.Qemu;
+        var prepared = await link.PrepareAsync(dataPath, described, cancellationToken);
+        var outgoing = new RunDirectory(Path.GetDirectoryName(_request.SourceControlSocket)!).OutgoingSocket(_request.VMName);
+        await using var path = OutgoingPath.Create(dataPath, link, prepared, outgoing,
+            _options.Compress == CompressionMode.Delta, DeltaCacheBytes(described.MemoryBytes), _logger);
 
-            if (UsesTunnel)
-            {
-                uri = await StartSenderAsync(tunnel, memorySize, cancellationToken);
-            }
-
-            await ConfigureSourceAsync(source, cancellationToken);
-            return await MigrateAsync(source, destination, uri, sourceBefore.Running, memorySize, tunnel, cancellationToken);
-        }
-        finally
-        {
-            if (destination is not null)
-            {
-                await destination.DisposeAsync();
-            }
-        }
+        await ConfigureSourceAsync(source, cancellationToken);
+        return await MigrateAsync(source, link, path, sourceBefore.Running, described.MemoryBytes, cancellationToken);
     }
 
     private bool UsesTunnel => _options.Compress is CompressionMode.Delta or CompressionMode.Lz4;
+
+    private bool StaysPaused => _request.Destination is LocalVmTarget local && local.Record.StaysPaused;
 
     /// <summary>
     /// QEMU sizes its final copy to fill its downtime limit. Through our tunnel the guest also waits
@@ -106,29 +79,20 @@ public sealed class MigrationSession
     private long DeltaCacheBytes(long memorySize) =>
         _options.CacheSize ?? Math.Clamp(memorySize / 2, MigrationOptions.DefaultCacheSize, 2L << 30);
 
-    private async Task<string> StartSenderAsync(TunnelEnds tunnel, long memorySize, CancellationToken cancellationToken)
+    private async Task<DestinationLink> OpenLinkAsync(CancellationToken cancellationToken)
     {
-        var socket = new RunDirectory(Path.GetDirectoryName(_request.SourceControlSocket)!).OutgoingSocket(_request.VMName);
-        // Small frames, few in flight: every byte buffered between the QEMUs is downtime in the final copy.
-        var options = new TunnelOptions { BandwidthBytesPerSecond = _options.Bandwidth, FrameSize = 64 * 1024, MaxFramesInFlight = 4 };
-        // A receiver that is not there or refuses the token fails here (TunnelConnectFailed,
-        // TunnelAuthenticationFailed), before QEMU is asked to do anything.
-        tunnel.Source = await DeltaSource.StartAsync(socket, tunnel.Host!, tunnel.Port, tunnel.Token!,
-            _options.Compress == CompressionMode.Delta, DeltaCacheBytes(memorySize), options, _logger, cancellationToken);
-        return tunnel.Source.QemuUri;
-    }
-
-    /// <summary>One host: our receiver feeds the waiting VM through a unix socket next to its monitor.</summary>
-    private async Task StartLocalReceiverAsync(QmpClient destination, LocalVmTarget target, TunnelEnds tunnel, CancellationToken cancellationToken)
-    {
-        var incoming = new RunDirectory(Path.GetDirectoryName(target.ControlSocket)!).IncomingSocket(target.Name);
-        File.Delete(incoming);
-        await destination.MigrateIncomingAsync($"unix:{incoming}", cancellationToken);
-        tunnel.Token = MigrationToken.Create();
-        tunnel.Receiver = DeltaReceiver.Start(new IPEndPoint(_options.LocalLink.Listen, 0), tunnel.Token, incoming, _logger);
-        tunnel.Receiving = tunnel.Receiver.ReceiveAsync(tunnel.Stopping);
-        tunnel.Host = _options.LocalLink.Connect.ToString();
-        tunnel.Port = tunnel.Receiver.Endpoint.Port;
+        switch (_request.Destination)
+        {
+            case LocalVmTarget local:
+                return await DestinationLink.StartLocalAsync(local, _options.LocalLink, _options.Bandwidth, _logger, cancellationToken);
+            case RemoteTarget remote:
+                var token = _options.Token ?? throw new EngineException("TokenRequired", ErrorKind.InvalidArgument,
+                    $"A migration to {remote.Display} goes through Receive-KvmVM on that host: pass the -Token it printed (every mode needs it, since only the receiver can check, commit or remove the destination).")
+                { Target = remote.Display };
+                return await DestinationLink.ConnectRemoteAsync(remote, token, _options.Bandwidth, _logger, cancellationToken);
+            default:
+                throw new ArgumentException($"Unknown destination {_request.Destination}");
+        }
     }
 
     private async Task<QmpClient> ConnectAsync(string socket, string vmName, CancellationToken cancellationToken)
@@ -191,49 +155,6 @@ public sealed class MigrationSession
             : $"its migration capabilities {string.Join(", ", live)} add live sections that -Compress {_options.Compress} does not carry. Use -Compress Native or None, or turn them off.";
     }
 
-    private async Task PreflightDestinationAsync(QmpClient destination, LocalVmTarget target, long memorySize, CancellationToken cancellationToken)
-    {
-        var status = await destination.QueryStatusAsync(cancellationToken);
-        if (status.Status != "inmigrate")
-        {
-            throw new EngineException("DestinationNotWaiting", ErrorKind.InvalidState,
-                $"Destination VM '{target.Name}' is '{status.Status}', not waiting for a migration. Start it with Start-KvmVM -Incoming and the same -Memory and -Machine as '{_request.VMName}'.")
-            { Target = target.Name };
-        }
-
-        var destinationMemory = (await destination.QueryMemorySizeSummaryAsync(cancellationToken)).BaseMemory;
-        if (destinationMemory != memorySize)
-        {
-            throw new EngineException("MemorySizeMismatch", ErrorKind.InvalidArgument,
-                $"Destination VM '{target.Name}' has {destinationMemory / (1024 * 1024)} MiB of memory but '{_request.VMName}' has {memorySize / (1024 * 1024)} MiB; start the destination with -Memory {memorySize / (1024 * 1024)}MB.")
-            { Target = target.Name };
-        }
-
-        await destination.MigrateSetCapabilitiesAsync(new Dictionary<string, bool> { ["events"] = true }, cancellationToken);
-    }
-
-    private async Task<string> ListenLocallyAsync(QmpClient destination, LocalVmTarget target, CancellationToken cancellationToken)
-    {
-        // Port 0: QEMU picks a free port and reports it, so two migrations never race for one.
-        await destination.MigrateIncomingAsync($"tcp:{LocalLink.UriHost(_options.LocalLink.Listen)}:0", cancellationToken);
-        var incoming = await destination.QueryMigrateAsync(cancellationToken);
-        if (QmpJson.TryGet(incoming.Raw, "socket-address", out var addresses))
-        {
-            foreach (var address in addresses.EnumerateArray())
-            {
-                var port = QmpJson.GetString(address, "port");
-                if (port is not null && port != "0")
-                {
-                    return $"tcp:{LocalLink.UriHost(_options.LocalLink.Connect)}:{port}";
-                }
-            }
-        }
-
-        throw new EngineException("DestinationNotWaiting", ErrorKind.ProtocolError,
-            $"Destination VM '{target.Name}' did not report the port it listens on for the migration.")
-        { Target = target.Name };
-    }
-
     private async Task ConfigureSourceAsync(QmpClient source, CancellationToken cancellationToken)
     {
         await source.MigrateSetCapabilitiesAsync(new Dictionary<string, bool>
@@ -262,22 +183,19 @@ public sealed class MigrationSession
         await source.MigrateSetParametersAsync(parameters, cancellationToken);
     }
 
-    private async Task<MigrationResult> MigrateAsync(QmpClient source, QmpClient? destination, string uri, bool sourceWasRunning, long memorySize,
-        TunnelEnds tunnel, CancellationToken cancellationToken)
+    /// <summary>Perform, then finish and confirm, or put everything back.</summary>
+    private async Task<MigrationResult> MigrateAsync(QmpClient source, DestinationLink link, OutgoingPath path, bool sourceWasRunning, long memorySize,
+        CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
-        _logger.LogInformation("Migrating {VM} to {Destination} ({Uri}), mode {Mode}", _request.VMName, _request.Destination.Display, uri, _options.Compress);
+        _logger.LogInformation("Migrating {VM} to {Destination} ({Uri}), mode {Mode}", _request.VMName, _request.Destination.Display, path.QemuUri, _options.Compress);
 
-        // Downtime as the guest sees it: from the source's STOP to the destination running (or
-        // loaded, when it stays paused), both stamped by QEMU on this host's clock.
+        // Downtime as the guest feels it: from the source's STOP (QEMU's timestamp, this host's clock)
+        // until the destination answers that it runs (or holds the complete state, staying paused).
         var frozen = Observe(source.WaitForEventAsync("STOP", cancellationToken));
-        var thawed = destination is null || _request.Destination is not LocalVmTarget target ? null
-            : Observe(destination.WaitForEventAsync(
-                e => target.ExpectPaused ? e.Name == "MIGRATION" && e.GetDataString("status") == "completed" : e.Name == "RESUME",
-                cancellationToken));
-        tunnel.Sending = tunnel.Source?.RunAsync(tunnel.Stopping);
-        _wireBytes = tunnel.Source is { } sender ? () => sender.TunnelStats.WireBytes : null;
-        await source.MigrateAsync(uri, cancellationToken);
+        path.Start();
+        _wireBytes = path.Pipeline is { } pipeline ? () => pipeline.TunnelStats.WireBytes : null;
+        await source.MigrateAsync(path.QemuUri, cancellationToken);
 
         var rounds = new List<MigrationRound>();
         MigrationInfo? lastFull = null;
@@ -285,6 +203,8 @@ public sealed class MigrationSession
         TimeSpan? pausedAt = null;
         var timedOut = false;
         var cancelRequested = false;
+        var userCancelled = false;
+        string? failure = null;
         while (true)
         {
             try
@@ -293,7 +213,7 @@ public sealed class MigrationSession
                 if (info.Ram is not null)
                 {
                     lastFull = info;
-                    RecordRound(info, clock.Elapsed, rounds, tunnel);
+                    RecordRound(info, clock.Elapsed, rounds, path);
                     Report(info, clock.Elapsed, memorySize);
                 }
 
@@ -314,7 +234,7 @@ public sealed class MigrationSession
                     else
                     {
                         _logger.LogWarning("{VM}: no convergence after {Limit}; cancelling", _request.VMName, limit);
-                        tunnel.Source?.ExpectCancel();
+                        path.ExpectCancel();
                         await source.MigrateCancelAsync(cancellationToken);
                         cancelRequested = true;
                     }
@@ -324,76 +244,158 @@ public sealed class MigrationSession
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
-                // Ctrl-C: cancel in QEMU, put the source back as it was, then let the caller see the cancellation.
+                // Ctrl-C: cancel in QEMU; even if QEMU finished meanwhile, nothing was committed, so
+                // the abort below resumes the source.
                 _logger.LogWarning("{VM}: migration cancelled by the user; cancelling in QEMU", _request.VMName);
-                tunnel.Source?.ExpectCancel();
-                await CancelAndRestoreAsync(source, sourceWasRunning);
-                throw;
+                path.ExpectCancel();
+                info = await CancelInQemuAsync(source);
+                userCancelled = cancelRequested = true;
+                break;
             }
-            catch (QmpException e)
+            catch (Exception e) when (e is QmpException or TimeoutException)
             {
-                // The source's monitor went away: QEMU died under us; nothing to restore.
-                throw new EngineException("SourceLost", ErrorKind.ConnectionError,
-                    $"Lost the source VM '{_request.VMName}' during the migration: {e.Message}", e)
-                { Target = _request.VMName };
+                // The source's monitor went away or stopped answering: abort (QEMU, if alive, cancels).
+                _logger.LogError("{VM}: the source's monitor failed during the migration: {Error}", _request.VMName, e.Message);
+                info = e is TimeoutException ? await CancelInQemuAsync(source) : new MigrationInfo { Status = "failed" };
+                failure = $"the source's monitor failed ({e.Message})";
+                break;
             }
         }
 
         var totalTime = clock.Elapsed;
         var stats = lastFull ?? info;
-        if (info.Status == "completed")
+        if (info.Status == "completed" && failure is null)
         {
             // QEMU 7.2 says "completed" before it computes total-time and downtime: ask once more.
-            var settled = await source.QueryMigrateAsync(CancellationToken.None);
-            stats = settled.Ram is not null ? settled : stats;
+            var settled = await TryQueryMigrateAsync(source);
+            stats = settled?.Ram is not null ? settled : stats;
         }
 
-        var tunnelError = await tunnel.FinishAsync(_logger);
-        if (info.Status == "completed" && tunnelError is not null && destination is null)
+        if (info.Status == "completed" && !cancelRequested && failure is null)
         {
-            // A remote receiver did not get everything: nobody else will resume the source.
-            info = info with { Status = "failed", ErrorDescription = tunnelError };
-        }
-
-        if (info.Status != "completed")
-        {
-            var sourceState = await RestoreSourceAsync(source, sourceWasRunning);
-            var destinationState = await DescribeAsync(destination);
-            var failed = Result(stats, info.Status == "cancelled" ? MigrationStatus.Cancelled : MigrationStatus.Failed,
-                totalTime, pausedAt, timedOut, memorySize, rounds, sourceState, destinationState, tunnel, null) with
-            { Error = tunnelError ?? info.ErrorDescription };
-            var (id, kind, what) = (timedOut && cancelRequested, failed.BytesTransferred) switch
+            // Finish: the destination's QEMU must have loaded the stream and be held paused.
+            try
             {
-                (true, _) => ("MigrationTimedOut", ErrorKind.OperationTimeout,
-                    $"did not converge within {_options.Timeout} and was cancelled (try -TimeoutAction Pause, -AutoConverge, or a compression mode)"),
-                (false, 0) => ("DestinationUnreachable", ErrorKind.ConnectionError,
-                    $"could not start: {tunnelError ?? info.ErrorDescription ?? info.Status}. Check that the destination QEMU is waiting for a migration on that address"),
-                _ => ("MigrationFailed", ErrorKind.ConnectionError, $"failed: {tunnelError ?? info.ErrorDescription ?? info.Status}"),
-            };
-            throw new MigrationFailedException(id, kind,
-                $"Migration of '{_request.VMName}' to {_request.Destination.Display} {what}. Source is {sourceState}; destination is {destinationState}.",
-                failed);
+                await path.FinishAsync(CancellationToken.None).WaitAsync(FinishTimeout, CancellationToken.None);
+                var loadedAt = DateTimeOffset.Now;
+                return await ConfirmAsync(source, link, stats, totalTime, pausedAt, timedOut, memorySize, rounds, path, frozen, loadedAt);
+            }
+            catch (Exception e) when (e is not MigrationInDoubtException and not MigrationFailedException)
+            {
+                failure = e.Message;
+            }
         }
 
-        // QEMU's downtime counts from its own stop; after a forced pause the guest was frozen since then.
-        var result = Result(stats, MigrationStatus.Completed, totalTime, pausedAt, timedOut, memorySize, rounds, "postmigrate", null, tunnel, null);
-        var destinationNow = await ConfirmDestinationAsync(source, destination, sourceWasRunning, pausedAt is not null, result);
-        var downtime = await MeasuredDowntimeAsync(frozen, thawed);
-        return result with
+        // Abort: nothing was committed. The destination goes first, then the source runs again.
+        failure ??= info.ErrorDescription;
+        await link.Control.FailAsync($"The sender aborts the migration: {failure ?? info.Status}; it resumes its source.");
+        var destinationState = await link.ConfirmGoneAsync();
+        var sourceState = await RestoreSourceAsync(source, sourceWasRunning);
+        if (userCancelled)
         {
-            DestinationState = destinationNow ?? (UsesTunnel ? "delivered" : null),
-            SourceState = await DescribeAsync(source),
-            Downtime = downtime ?? result.Downtime,
+            cancellationToken.ThrowIfCancellationRequested();
+        }
+
+        var status = info.Status == "cancelled" || cancelRequested ? MigrationStatus.Cancelled : MigrationStatus.Failed;
+        var failed = Result(stats, status, totalTime, pausedAt, timedOut, memorySize, rounds, sourceState, destinationState, path, failure);
+        var (id, kind, what) = (timedOut && cancelRequested, failed.BytesTransferred) switch
+        {
+            (true, _) => ("MigrationTimedOut", ErrorKind.OperationTimeout,
+                $"did not converge within {_options.Timeout} and was cancelled (try -TimeoutAction Pause, -AutoConverge, or a compression mode)"),
+            (false, 0) => ("DestinationUnreachable", ErrorKind.ConnectionError,
+                $"could not start: {failure ?? info.Status}. Check that the destination QEMU is waiting for a migration"),
+            _ => ("MigrationFailed", ErrorKind.ConnectionError, $"failed: {failure ?? info.Status}"),
         };
+        throw new MigrationFailedException(id, kind,
+            $"Migration of '{_request.VMName}' to {_request.Destination.Display} {what}. Source is {sourceState}; destination is {destinationState}.",
+            failed);
     }
 
-    private void RecordRound(MigrationInfo info, TimeSpan elapsed, List<MigrationRound> rounds, TunnelEnds tunnel)
+    /// <summary>
+    /// Confirm: Commit, the destination's Running, then the source goes (unless -KeepSource). A lost
+    /// answer is the one case nobody can decide alone: the source stays paused and the error says how to finish.
+    /// </summary>
+    private async Task<MigrationResult> ConfirmAsync(QmpClient source, DestinationLink link, MigrationInfo stats, TimeSpan totalTime, TimeSpan? pausedAt,
+        bool timedOut, long memorySize, List<MigrationRound> rounds, OutgoingPath path, Task<QmpEvent> frozen, DateTimeOffset loadedAt)
+    {
+        var result = Result(stats, MigrationStatus.Completed, totalTime, pausedAt, timedOut, memorySize, rounds, "postmigrate", "paused", path, null);
+        string destinationState;
+        try
+        {
+            using var deadline = new CancellationTokenSource(CommitTimeout);
+            destinationState = CommitJson.Read<RunningReply>(await link.Control.CommitAsync(deadline.Token), "Running").State;
+        }
+        catch (TunnelException e) when (e.ErrorId == TunnelException.RemoteError)
+        {
+            // The receiver could not run the destination and removed it: the source takes over again.
+            var sourceState = await RestoreSourceAsync(source, true);
+            throw new MigrationFailedException("DestinationNotRunning", ErrorKind.InvalidState,
+                $"'{_request.VMName}' was loaded by {_request.Destination.Display}, which then failed to run it: {e.Message}. The destination was removed; the source was resumed and is {sourceState}.",
+                result with { Status = MigrationStatus.Failed, SourceState = sourceState, DestinationState = "exited", Error = e.Message });
+        }
+        catch (Exception e) when (e is TunnelException or OperationCanceledException or EngineException)
+        {
+            var reason = e is OperationCanceledException ? $"no answer within {CommitTimeout.TotalSeconds:0} s" : e.Message;
+            throw new MigrationInDoubtException(
+                $"'{_request.VMName}' was committed to {_request.Destination.Display} but the destination's answer was lost ({reason}). " +
+                $"The source '{_request.VMName}' is paused and holds the complete state. If the destination runs (Get-KvmVM on its host), remove the source: Stop-KvmVM {_request.VMName} -Force. " +
+                $"If it does not, resume the source: Resume-KvmVM {_request.VMName}.",
+                _request.VMName,
+                result with { Status = MigrationStatus.InDoubt, DestinationState = "unknown", Error = reason });
+        }
+
+        var committedAt = DateTimeOffset.Now;
+        var downtime = frozen.IsCompletedSuccessfully
+            ? ((StaysPaused ? loadedAt : committedAt) - frozen.Result.Timestamp) is var d && d > TimeSpan.Zero ? d : result.Downtime
+            : result.Downtime;
+        var sourceNow = _options.KeepSource ? await DescribeAsync(source) : await QuitSourceAsync(source);
+        return result with { DestinationState = destinationState, SourceState = sourceNow, Downtime = downtime };
+    }
+
+    /// <summary>After the commit the source's copy is stale: quit its QEMU, as Hyper-V and libvirt do.</summary>
+    private async Task<string> QuitSourceAsync(QmpClient source)
+    {
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            await source.QuitAsync(timeout.Token);
+            while (true)
+            {
+                await source.QueryStatusAsync(timeout.Token);
+                await Task.Delay(50, timeout.Token);
+            }
+        }
+        catch (QmpConnectionClosedException)
+        {
+            return "exited";
+        }
+        catch (Exception e) when (e is QmpException or OperationCanceledException or TimeoutException)
+        {
+            _logger.LogWarning("{VM}: the source did not quit after the commit: {Error}. Stop it with Stop-KvmVM {VM} -Force.", _request.VMName, e.Message, _request.VMName);
+            return await DescribeAsync(source) ?? "unknown";
+        }
+    }
+
+    private async Task<MigrationInfo?> TryQueryMigrateAsync(QmpClient source)
+    {
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            return await source.QueryMigrateAsync(timeout.Token);
+        }
+        catch (Exception e) when (e is QmpException or OperationCanceledException or TimeoutException)
+        {
+            return null;
+        }
+    }
+
+    private void RecordRound(MigrationInfo info, TimeSpan elapsed, List<MigrationRound> rounds, OutgoingPath path)
     {
         var ram = info.Ram!;
         var round = (int)(ram.DirtySyncCount ?? 0);
         if (round > 0 && (rounds.Count == 0 || rounds[^1].Round < round))
         {
-            var counters = tunnel.Source?.Counters;
+            var counters = path.Pipeline?.Counters;
             rounds.Add(new MigrationRound
             {
                 Round = round,
@@ -402,7 +404,7 @@ public sealed class MigrationSession
                 BytesRemaining = ram.Remaining ?? 0,
                 DirtyPagesRate = ram.DirtyPagesRate ?? 0,
                 ThroughputMbps = ram.Mbps ?? 0,
-                WireBytes = tunnel.Source?.TunnelStats.WireBytes ?? ram.Transferred ?? 0,
+                WireBytes = path.Pipeline?.TunnelStats.WireBytes ?? ram.Transferred ?? 0,
                 XbzrlePages = counters is null ? 0 : DeltaCounters.Read(ref counters.XbzrlePages),
                 UnchangedPages = counters is null ? 0 : DeltaCounters.Read(ref counters.UnchangedPages),
                 RawPages = counters is null ? ram.Normal ?? 0 : DeltaCounters.Read(ref counters.RawPages),
@@ -427,12 +429,12 @@ public sealed class MigrationSession
     });
 
     private MigrationResult Result(MigrationInfo stats, MigrationStatus status, TimeSpan totalTime, TimeSpan? pausedAt, bool timedOut,
-        long memorySize, List<MigrationRound> rounds, string? sourceState, string? destinationState, TunnelEnds tunnel, string? error)
+        long memorySize, List<MigrationRound> rounds, string? sourceState, string? destinationState, OutgoingPath path, string? error)
     {
         var ram = stats.Ram;
         var qemuDowntime = TimeSpan.FromMilliseconds(stats.DowntimeMs ?? 0);
         var streamBytes = ram?.Transferred ?? 0;
-        var transferred = tunnel.Source?.TunnelStats.WireBytes ?? streamBytes;
+        var transferred = path.Pipeline?.TunnelStats.WireBytes ?? streamBytes;
         var xbzrle = stats.XbzrleCache;
         return new MigrationResult
         {
@@ -457,7 +459,7 @@ public sealed class MigrationSession
             ThroughputMbps = totalTime.TotalSeconds > 0 ? transferred * 8 / totalTime.TotalSeconds / 1e6 : 0,
             Converged = status == MigrationStatus.Completed && pausedAt is null,
             TimedOut = timedOut,
-            Compression = tunnel.Source is { } tunnelSource ? TunnelCompression(tunnelSource)
+            Compression = path.Pipeline is { } tunnelSource ? TunnelCompression(tunnelSource)
                 : xbzrle is null || _options.Compress != CompressionMode.Native ? null : new CompressionStats
                 {
                     CacheSize = xbzrle.CacheSize ?? 0,
@@ -517,89 +519,31 @@ public sealed class MigrationSession
         return wait;
     }
 
-    private static async Task<TimeSpan?> MeasuredDowntimeAsync(Task<QmpEvent> frozen, Task<QmpEvent>? thawed)
-    {
-        if (thawed is null || !frozen.IsCompletedSuccessfully)
-        {
-            return null;
-        }
-
-        // The destination may report running a moment after its status says so.
-        await Task.WhenAny(thawed, Task.Delay(TimeSpan.FromSeconds(5)));
-        return thawed.IsCompletedSuccessfully && thawed.Result.Timestamp >= frozen.Result.Timestamp
-            ? thawed.Result.Timestamp - frozen.Result.Timestamp
-            : null;
-    }
-
     private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
 
-    /// <summary>
-    /// The source finished; success only once the destination runs (or is paused, when started so).
-    /// If the destination does not come up, the source is resumed so the guest keeps running somewhere.
-    /// </summary>
-    private async Task<string?> ConfirmDestinationAsync(QmpClient source, QmpClient? destination, bool sourceWasRunning, bool pausedByUs, MigrationResult result)
-    {
-        if (destination is null || _request.Destination is not LocalVmTarget local)
-        {
-            return null; // a remote QEMU reports to whoever started it
-        }
-
-        var deadline = Stopwatch.StartNew();
-        string state;
-        try
-        {
-            while (true)
-            {
-                state = (await destination.QueryStatusAsync(CancellationToken.None)).Status;
-
-                // The timeout paused the guest to finish: it arrives paused, and it was running before.
-                if (state == "paused" && pausedByUs && !local.ExpectPaused)
-                {
-                    await destination.ContAsync(CancellationToken.None);
-                    continue;
-                }
-
-                if (state is "running" or "paused" && !(state == "paused" && sourceWasRunning && !local.ExpectPaused))
-                {
-                    return state;
-                }
-
-                if (state is not ("inmigrate" or "paused") || deadline.Elapsed > _options.DestinationStartTimeout)
-                {
-                    break;
-                }
-
-                await Task.Delay(_options.PollInterval, CancellationToken.None);
-            }
-        }
-        catch (QmpException)
-        {
-            state = "exited";
-        }
-
-        var sourceState = await RestoreSourceAsync(source, sourceWasRunning);
-        throw new MigrationFailedException("DestinationNotRunning", ErrorKind.InvalidState,
-            $"'{_request.VMName}' was sent to '{local.Name}', but the destination is '{state}' instead of running. The source was resumed and is {sourceState}; stop the destination with Stop-KvmVM -Force.",
-            result with { Status = MigrationStatus.Failed, SourceState = sourceState, DestinationState = state });
-    }
-
-    private async Task CancelAndRestoreAsync(QmpClient source, bool sourceWasRunning)
+    /// <summary>migrate_cancel, then the status QEMU ends in (it may still be "completed": that was the race).</summary>
+    private async Task<MigrationInfo> CancelInQemuAsync(QmpClient source)
     {
         using var grace = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         try
         {
             await source.MigrateCancelAsync(grace.Token);
-            while (!(await source.QueryMigrateAsync(grace.Token)).IsFinished)
+            while (true)
             {
+                var info = await source.QueryMigrateAsync(grace.Token);
+                if (info.IsFinished)
+                {
+                    return info;
+                }
+
                 await Task.Delay(_options.PollInterval, grace.Token);
             }
         }
         catch (Exception e) when (e is QmpException or OperationCanceledException or TimeoutException)
         {
             _logger.LogWarning("{VM}: could not confirm the cancellation: {Error}", _request.VMName, e.Message);
+            return new MigrationInfo { Status = "failed" };
         }
-
-        await RestoreSourceAsync(source, sourceWasRunning);
     }
 
     /// <summary>Nothing is lost: a source that ran before the migration runs after it.</summary>
@@ -617,7 +561,7 @@ public sealed class MigrationSession
 
             return status.Status;
         }
-        catch (QmpException e)
+        catch (Exception e) when (e is QmpException or TimeoutException)
         {
             _logger.LogError("{VM}: the source's monitor does not answer: {Error}", _request.VMName, e.Message);
             return "unreachable";

@@ -1,7 +1,5 @@
-using System.Diagnostics;
 using System.Net;
-using DeltaMigrate.Engine.Delta;
-using DeltaMigrate.Engine.Qmp;
+using DeltaMigrate.Engine.Migration.Commit;
 using DeltaMigrate.Engine.Transport;
 using DeltaMigrate.Engine.Vm;
 using Microsoft.Extensions.Logging;
@@ -24,69 +22,69 @@ public sealed record ReceiveResult
 }
 
 /// <summary>
-/// The destination host's side of a Delta or Lz4 migration (Receive-KvmVM): a VM waiting with
-/// -incoming defer, a tunnel listener with a fresh token, and confirmation that the VM runs afterwards.
+/// The destination host's side of a migration (Receive-KvmVM), in every mode: a waiting VM, a tunnel
+/// listener with a fresh token, and the destination's half of the commit protocol once a sender is in.
 /// </summary>
-public sealed class ReceiveSession(string vmName, string controlSocket, bool expectPaused, IPEndPoint listen, MigrationToken? token, ILogger? logger = null)
+public sealed class ReceiveSession(VmRecord record, IPEndPoint listen, MigrationToken? token, ILogger? logger = null)
 {
     private readonly ILogger _logger = logger ?? NullLogger.Instance;
 
-    public async Task<ReceiveResult> RunAsync(Action<ReceiverReady> ready, CancellationToken cancellationToken)
+    /// <summary>
+    /// <paramref name="acceptTimeout"/> limits only the wait for an authenticated sender; once one
+    /// is in, the migration runs to its end (Ctrl-C still aborts it and removes the destination).
+    /// </summary>
+    public async Task<ReceiveResult> RunAsync(Action<ReceiverReady> ready, TimeSpan? acceptTimeout, CancellationToken cancellationToken)
     {
-        await using var qmp = await QmpClient.ConnectUnixAsync(controlSocket, _logger, null, cancellationToken);
-        var status = await qmp.QueryStatusAsync(cancellationToken);
-        if (status.Status != "inmigrate")
+        await using var destination = await DestinationVm.ConnectAsync(record, _logger, cancellationToken);
+        var status = await destination.StateAsync();
+        if (status != "inmigrate")
         {
             throw new EngineException("DestinationNotWaiting", ErrorKind.InvalidState,
-                $"VM '{vmName}' is '{status.Status}', not waiting for a migration. Start it with Start-KvmVM -Incoming.")
-            { Target = vmName };
+                $"VM '{record.Name}' is '{status}', not waiting for a migration. Start it with Start-KvmVM -Incoming.")
+            { Target = record.Name };
         }
 
-        await qmp.MigrateSetCapabilitiesAsync(new Dictionary<string, bool> { ["events"] = true }, cancellationToken);
-        var incoming = new RunDirectory(Path.GetDirectoryName(controlSocket)!).IncomingSocket(vmName);
-        File.Delete(incoming);
-        await qmp.MigrateIncomingAsync($"unix:{incoming}", cancellationToken);
+        if (!destination.HoldsForCommit)
+        {
+            throw new EngineException("DestinationMayAutostart", ErrorKind.InvalidState,
+                $"VM '{record.Name}' was started without -S, so QEMU would run it as soon as the stream is loaded, before the source is stopped for good. Start it again with Start-KvmVM -Incoming.")
+            { Target = record.Name };
+        }
 
         var secret = token ?? MigrationToken.Create();
-        await using var receiver = DeltaReceiver.Start(listen, secret, incoming, _logger);
-        var shown = receiver.Endpoint.Address.Equals(IPAddress.Any) || receiver.Endpoint.Address.Equals(IPAddress.IPv6Any)
-            ? $"{Dns.GetHostName()}:{receiver.Endpoint.Port}"
-            : receiver.Endpoint.ToString();
-        ready(new ReceiverReady(vmName, shown, secret.ToString()));
-        _logger.LogInformation("Waiting for {VM}'s migration on {Endpoint}", vmName, receiver.Endpoint);
+        await using var listener = TunnelListener.Start(listen, secret, _logger);
+        var shown = listener.LocalEndpoint.Address.Equals(IPAddress.Any) || listener.LocalEndpoint.Address.Equals(IPAddress.IPv6Any)
+            ? $"{Dns.GetHostName()}:{listener.LocalEndpoint.Port}"
+            : listener.LocalEndpoint.ToString();
+        ready(new ReceiverReady(record.Name, shown, secret.ToString()));
+        _logger.LogInformation("Waiting for {VM}'s migration on {Endpoint}", record.Name, listener.LocalEndpoint);
 
-        var received = Stopwatch.StartNew();
-        var stats = await receiver.ReceiveAsync(cancellationToken);
-        var clock = Stopwatch.StartNew();
-        var state = "unknown";
-        try
+        IncomingTunnel tunnel;
+        using (var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
         {
-            while (clock.Elapsed < TimeSpan.FromSeconds(30))
+            if (acceptTimeout is { } limit)
             {
-                state = (await qmp.QueryStatusAsync(cancellationToken)).Status;
-                if (state == "running" || (state == "paused" && expectPaused))
-                {
-                    return new ReceiveResult
-                    {
-                        VMName = vmName,
-                        Status = MigrationStatus.Completed,
-                        DestinationState = state,
-                        TotalTime = received.Elapsed,
-                        StreamBytes = stats.PayloadBytes,
-                        WireBytes = stats.WireBytes,
-                    };
-                }
+                wait.CancelAfter(limit);
+            }
 
-                await Task.Delay(100, cancellationToken);
+            try
+            {
+                tunnel = await listener.AcceptAsync(wait.Token);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new EngineException("ReceiveTimedOut", ErrorKind.OperationTimeout,
+                    $"No migration arrived for '{record.Name}' within {acceptTimeout!.Value.TotalSeconds:0} s; the VM is still waiting.")
+                { Target = record.Name };
             }
         }
-        catch (QmpException)
-        {
-            state = "exited";
-        }
 
-        throw new EngineException("DestinationNotRunning", ErrorKind.InvalidState,
-            $"VM '{vmName}' received the migration but is '{state}' instead of running; the sender resumes its source.")
-        { Target = vmName };
+        await using (tunnel)
+        {
+            // QEMU's own transport (None, Native) listens where our tunnel does, on a port QEMU picks.
+            var incoming = new IncomingMigration(destination, record.StaysPaused,
+                new RunDirectory(Path.GetDirectoryName(record.ControlSocket)!).IncomingSocket(record.Name), listener.LocalEndpoint.Address, _logger);
+            return await incoming.RunAsync(tunnel, cancellationToken);
+        }
     }
 }

@@ -102,7 +102,7 @@ internal sealed class FrameReader(System.IO.Stream stream, byte[] key) : IDispos
         }
 
         _expected++;
-        if (type is < FrameType.Data or > FrameType.Done || (flags & ~Protocol.FlagLz4) != 0
+        if (type is < FrameType.Data or > FrameType.KeepAlive || (flags & ~Protocol.FlagLz4) != 0
             || ((flags & Protocol.FlagLz4) != 0 ? type != FrameType.Data || length >= rawLength : length != rawLength))
         {
             throw TunnelException.Corruption($"Frame {sequence} is malformed (type {(byte)type}, flags {flags}, {length} bytes, {rawLength} raw).");

@@ -31,8 +31,15 @@ namespace DeltaMigrate.Engine.Transport;
 //                                  plaintext = payload, associated data = header)
 //   so the payload is encrypted and header, payload and tag are all authenticated.
 //   type: Data = 1 (sender: migration-stream bytes), End = 2 (sender: no more data),
-//         Error = 3 (either side: UTF-8 message, then the connection closes), Done = 4 (receiver:
-//         every byte was written and flushed to the destination).
+//         Error = 3 (either side: UTF-8 message, then the connection closes; from the sender before
+//         Commit it also means "abort: the source will be resumed"),
+//         Loaded = 4 (receiver: every byte reached the destination and, in a migration, its QEMU
+//         loaded the complete state and is held paused), Prepare = 5 (sender: JSON, what it will
+//         send), Prepared = 6 (receiver: JSON, the destination it checked and where QEMU listens),
+//         Commit = 7 (sender: the source completed; run the destination), Running = 8 (receiver:
+//         JSON, the destination's state after Commit), KeepAlive = 9 (either side, empty: sent
+//         whenever a side has been quiet for a second, so every read can have an idle deadline).
+//   A migration: Prepare, Prepared, Data..., End, Loaded, Commit, Running (KeepAlive anywhere).
 //   flags: bit 0 = payload is an LZ4 block (K4os LZ4Codec) that decodes to rawLength bytes; only on Data.
 //     Compression happens before encryption (ciphertext does not compress).
 //   Without LZ4, payloadLength == rawLength. Both are at most MaxFrameLength (4 MiB), checked before
@@ -44,7 +51,12 @@ internal enum FrameType : byte
     Data = 1,
     End = 2,
     Error = 3,
-    Done = 4,
+    Loaded = 4,
+    Prepare = 5,
+    Prepared = 6,
+    Commit = 7,
+    Running = 8,
+    KeepAlive = 9,
 }
 
 /// <summary>Constants and handshake of the tunnel protocol.</summary>

@@ -24,6 +24,9 @@ public class TunnelException : EngineException
     /// <summary>The handshake did not finish in time.</summary>
     public const string HandshakeTimeout = "TunnelHandshakeTimeout";
 
+    /// <summary>The other end sent nothing (not even a keepalive) within the idle timeout.</summary>
+    public const string IdleTimeout = "TunnelIdleTimeout";
+
     public TunnelException(string errorId, ErrorKind kind, string message, Exception? inner = null)
         : base(errorId, kind, message, inner)
     {
@@ -36,6 +39,8 @@ public class TunnelException : EngineException
     internal static TunnelException ClosedEarly(string message, Exception? inner = null) => new(Closed, ErrorKind.ConnectionError, message, inner);
 
     internal static TunnelException Remote(string message) => new(RemoteError, ErrorKind.OperationStopped, message);
+
+    internal static TunnelException Idle(string message, Exception? inner = null) => new(IdleTimeout, ErrorKind.OperationTimeout, message, inner);
 
     internal static TunnelException Version(string message) => new(VersionMismatch, ErrorKind.ProtocolError, message);
 }

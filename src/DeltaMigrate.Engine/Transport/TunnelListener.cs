@@ -1,8 +1,5 @@
-using System.Buffers;
-using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using K4os.Compression.LZ4;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -14,8 +11,6 @@ namespace DeltaMigrate.Engine.Transport;
 /// </summary>
 public sealed class TunnelListener : IAsyncDisposable
 {
-    private static readonly TimeSpan ErrorReplyTimeout = TimeSpan.FromSeconds(2);
-
     private readonly TcpListener _listener;
     private readonly MigrationToken _token;
     private readonly TunnelOptions _options;
@@ -35,7 +30,7 @@ public sealed class TunnelListener : IAsyncDisposable
     /// <summary>The bound endpoint (with the real port when started on port 0).</summary>
     public IPEndPoint LocalEndpoint { get; }
 
-    /// <summary>Starts listening on <paramref name="endpoint"/>. Only <see cref="TunnelOptions.HandshakeTimeout"/> is used from <paramref name="options"/>.</summary>
+    /// <summary>Starts listening on <paramref name="endpoint"/>. From <paramref name="options"/> only the handshake, idle and keepalive times count.</summary>
     public static TunnelListener Start(IPEndPoint endpoint, MigrationToken token, ILogger? logger = null, TunnelOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(endpoint);
@@ -56,21 +51,55 @@ public sealed class TunnelListener : IAsyncDisposable
     }
 
     /// <summary>
-    /// Waits for one sender that passes the handshake (others are rejected, logged, and the wait goes on),
-    /// stops listening, opens the destination, and writes every payload byte to it until the sender's End
-    /// frame; then flushes the destination and tells the sender Done. The destination is not disposed.
+    /// Receives one stream: waits for an authenticated sender (<see cref="AcceptAsync"/>), opens the
+    /// destination, writes every payload byte to it until the sender's End frame, flushes, and answers
+    /// Loaded. The destination is not disposed. A migration uses <see cref="AcceptAsync"/> and
+    /// <see cref="IncomingTunnel"/> itself, to check the destination QEMU before it answers.
     /// </summary>
     /// <exception cref="TunnelException">
     /// Corrupt (tampered or malformed frame), Closed (connection cut before End), RemoteError (the sender
-    /// failed; its message is carried); when <paramref name="ct"/> fires after senders were rejected, the
-    /// reason of the last rejection (AuthenticationFailed, VersionMismatch, ...) instead of a cancellation.
+    /// failed; its message is carried), IdleTimeout; when <paramref name="ct"/> fires after senders were
+    /// rejected, the reason of the last rejection (AuthenticationFailed, VersionMismatch, ...) instead of a cancellation.
     /// </exception>
     public async Task<TunnelStats> ReceiveAsync(Func<CancellationToken, Task<System.IO.Stream>> openDestination, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(openDestination);
+        await using var tunnel = await AcceptAsync(ct);
+        System.IO.Stream destination;
+        try
+        {
+            destination = await openDestination(ct);
+        }
+        catch (Exception ex)
+        {
+            await tunnel.TrySendErrorAsync($"The destination could not be opened: {ex.Message}");
+            throw;
+        }
+
+        try
+        {
+            var stats = await tunnel.PumpAsync(destination, ct);
+            await tunnel.SendAsync(FrameType.Loaded, ReadOnlyMemory<byte>.Empty, ct);
+            return stats;
+        }
+        catch (Exception ex) when (!IncomingTunnel.SenderGone(ex))
+        {
+            // Tell the sender why, so its error says more than "connection reset".
+            _logger.LogWarning("Tunnel: receiving failed after {Stats}: {Reason}", tunnel.Stats, ex.Message);
+            await tunnel.TrySendErrorAsync(ex.Message);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Waits for one sender that passes the handshake (others are rejected, logged, and the wait goes
+    /// on), stops listening, and returns the authenticated connection.
+    /// </summary>
+    public async Task<IncomingTunnel> AcceptAsync(CancellationToken ct)
+    {
         if (Interlocked.Exchange(ref _receiving, 1) != 0)
         {
-            throw new InvalidOperationException("ReceiveAsync can be called only once per listener.");
+            throw new InvalidOperationException("A listener accepts only one sender.");
         }
 
         TunnelException? lastRejection = null;
@@ -90,6 +119,7 @@ public sealed class TunnelListener : IAsyncDisposable
             }
 
             EndPoint? remote = socket.RemoteEndPoint;
+            TcpLiveness.Apply(socket, _options.IdleTimeout);
             var stream = new NetworkStream(socket, ownsSocket: true);
             SessionKeys keys;
             try
@@ -122,10 +152,7 @@ public sealed class TunnelListener : IAsyncDisposable
 
             _listener.Stop();
             _logger.LogInformation("Tunnel: sender {Remote} authenticated", remote);
-            await using (stream)
-            {
-                return await PumpAsync(stream, keys, openDestination, ct);
-            }
+            return new IncomingTunnel(stream, keys, _options, _logger);
         }
     }
 
@@ -137,90 +164,5 @@ public sealed class TunnelListener : IAsyncDisposable
         }
 
         return ValueTask.CompletedTask;
-    }
-
-    private async Task<TunnelStats> PumpAsync(System.IO.Stream stream, SessionKeys keys, Func<CancellationToken, Task<System.IO.Stream>> openDestination, CancellationToken ct)
-    {
-        var stats = new TunnelStats();
-        using var writer = new FrameWriter(stream, keys.ReceiverToSender);
-        using var reader = new FrameReader(stream, keys.SenderToReceiver);
-        System.IO.Stream destination;
-        try
-        {
-            destination = await openDestination(ct);
-        }
-        catch (Exception ex)
-        {
-            await writer.TrySendErrorAsync($"The destination could not be opened: {ex.Message}", ErrorReplyTimeout);
-            throw;
-        }
-
-        byte[]? raw = null;
-        try
-        {
-            while (true)
-            {
-                Frame frame = await reader.ReadAsync(ct);
-                stats.AddWire(frame.WireLength);
-                switch (frame.Type)
-                {
-                    case FrameType.Data:
-                        ReadOnlyMemory<byte> data = frame.Payload;
-                        if (frame.IsLz4)
-                        {
-                            raw ??= ArrayPool<byte>.Shared.Rent(Protocol.MaxFrameLength);
-                            long started = Stopwatch.GetTimestamp();
-                            int decoded = LZ4Codec.Decode(frame.Payload.Span, raw.AsSpan(0, frame.RawLength));
-                            stats.AddCompressTicks(Stopwatch.GetTimestamp() - started);
-                            if (decoded != frame.RawLength)
-                            {
-                                throw TunnelException.Corruption($"Frame {stats.Frames} does not decompress to its stated {frame.RawLength} bytes.");
-                            }
-
-                            data = raw.AsMemory(0, decoded);
-                        }
-
-                        await destination.WriteAsync(data, ct);
-                        stats.AddDataFrame(data.Length, frame.IsLz4);
-                        break;
-
-                    case FrameType.End:
-                        await destination.FlushAsync(ct);
-                        byte[] done = Protocol.Rent(0);
-                        try
-                        {
-                            stats.AddWire(await writer.SendAsync(done, FrameType.Done, 0, 0, 0, ct));
-                        }
-                        finally
-                        {
-                            Protocol.Return(done);
-                        }
-
-                        _logger.LogInformation("Tunnel: received {Stats}", stats);
-                        return stats;
-
-                    case FrameType.Error:
-                        throw TunnelException.Remote($"The sender failed: {Protocol.DecodeErrorMessage(frame.Payload.Span)}");
-
-                    default:
-                        throw TunnelException.Corruption($"The sender sent an unexpected {frame.Type} frame.");
-                }
-            }
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException
-            && ex is not TunnelException { ErrorId: TunnelException.RemoteError or TunnelException.Closed })
-        {
-            // Tell the sender why, so its error says more than "connection reset".
-            _logger.LogWarning("Tunnel: receiving failed after {Stats}: {Reason}", stats, ex.Message);
-            await writer.TrySendErrorAsync(ex.Message, ErrorReplyTimeout);
-            throw;
-        }
-        finally
-        {
-            if (raw is not null)
-            {
-                ArrayPool<byte>.Shared.Return(raw);
-            }
-        }
     }
 }

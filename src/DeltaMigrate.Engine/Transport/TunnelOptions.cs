@@ -17,6 +17,18 @@ public sealed record TunnelOptions
 
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>How long the sender waits for the receiver's TCP connection to be accepted.</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// A read that sees nothing for this long fails the tunnel; also the sockets' TCP_USER_TIMEOUT,
+    /// so unacknowledged data to a host that lost power fails as fast.
+    /// </summary>
+    public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>A side that has sent nothing for this long sends a KeepAlive frame.</summary>
+    public TimeSpan KeepAliveInterval { get; init; } = TimeSpan.FromSeconds(1);
+
     internal void Validate()
     {
         if (FrameSize < 1 || FrameSize > Protocol.MaxFrameLength)
@@ -32,6 +44,11 @@ public sealed record TunnelOptions
         if (BandwidthBytesPerSecond is <= 0)
         {
             throw new ArgumentOutOfRangeException(nameof(BandwidthBytesPerSecond), BandwidthBytesPerSecond, "BandwidthBytesPerSecond must be positive (or null for unlimited).");
+        }
+
+        if (IdleTimeout <= KeepAliveInterval * 2 || KeepAliveInterval <= TimeSpan.Zero || ConnectTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(IdleTimeout), IdleTimeout, "IdleTimeout must be more than twice KeepAliveInterval, and both and ConnectTimeout positive.");
         }
 
         if (HandshakeTimeout <= TimeSpan.Zero)

@@ -22,14 +22,12 @@ public sealed class TunnelSender : IAsyncDisposable
 {
     private static readonly TimeSpan FailTimeout = TimeSpan.FromSeconds(5);
 
-    private readonly System.IO.Stream _stream;
     private readonly TunnelOptions _options;
     private readonly ILogger _logger;
-    private readonly FrameWriter _frameWriter;
-    private readonly FrameReader _frameReader;
+    private readonly FrameLink _link;
     private readonly Channel<OutFrame> _channel;
+    private readonly Channel<Reply> _replies = Channel.CreateUnbounded<Reply>();
     private readonly CancellationTokenSource _lifetime = new();
-    private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TokenBucket? _bucket;
     private readonly int _payloadCapacity;
     private readonly Task _writeLoop;
@@ -48,12 +46,9 @@ public sealed class TunnelSender : IAsyncDisposable
 
     internal TunnelSender(System.IO.Stream stream, SessionKeys keys, TunnelOptions options, ILogger logger)
     {
-        _stream = stream;
         _options = options;
         _logger = logger;
-        // Each AesGcm has one user: the writer only the write loop, the reader only the read loop.
-        _frameWriter = new FrameWriter(stream, keys.SenderToReceiver);
-        _frameReader = new FrameReader(stream, keys.ReceiverToSender);
+        _link = new FrameLink(stream, keys.SenderToReceiver, keys.ReceiverToSender, options, Stats);
         _payloadCapacity = options.Compress ? Math.Max(options.FrameSize, LZ4Codec.MaximumOutputSize(options.FrameSize)) : options.FrameSize;
         _channel = Channel.CreateBounded<OutFrame>(new BoundedChannelOptions(options.MaxFramesInFlight)
         {
@@ -83,9 +78,19 @@ public sealed class TunnelSender : IAsyncDisposable
         logger ??= NullLogger.Instance;
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         LimitUnsentBytes(socket, options.FrameSize);
+        TcpLiveness.Apply(socket, options.IdleTimeout);
+        using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        connectTimeout.CancelAfter(options.ConnectTimeout);
         try
         {
-            await socket.ConnectAsync(host, port, ct);
+            await socket.ConnectAsync(host, port, connectTimeout.Token);
+        }
+        catch (OperationCanceledException ex) when (!ct.IsCancellationRequested)
+        {
+            socket.Dispose();
+            throw new TunnelException(TunnelException.ConnectFailed, ErrorKind.ConnectionError,
+                $"Cannot connect to the migration receiver at {host}:{port}: no answer within {options.ConnectTimeout.TotalSeconds:0.#} s (a firewall dropping packets, or the host is down).", ex)
+            { Target = $"{host}:{port}" };
         }
         catch (SocketException ex)
         {
@@ -142,25 +147,57 @@ public sealed class TunnelSender : IAsyncDisposable
         }
     }
 
-    /// <summary>Sends what is buffered and the End frame, then waits until the receiver confirms every byte reached the destination.</summary>
-    public async Task CompleteAsync(CancellationToken ct)
+    /// <summary>
+    /// Before any data: tells the receiver what comes (Prepare) and returns its answer (Prepared),
+    /// or throws the receiver's Error (it checked the destination and refused).
+    /// </summary>
+    public async Task<byte[]> PrepareAsync(ReadOnlyMemory<byte> request, CancellationToken ct)
+    {
+        ThrowIfUnusable();
+        await _link.SendControlAsync(FrameType.Prepare, request, ct);
+        return await ReplyAsync(FrameType.Prepared, ct);
+    }
+
+    /// <summary>
+    /// Sends what is buffered and the End frame, then waits for Loaded: every byte reached the
+    /// destination (and, in a migration, the destination QEMU loaded it and is held paused).
+    /// Returns Loaded's payload.
+    /// </summary>
+    public async Task<byte[]> CompleteAsync(CancellationToken ct)
     {
         await FlushAsync(ct);
         _endSent = true;
         await EnqueueAsync(new OutFrame(FrameType.End, 0, Protocol.Rent(0), 0), ct);
         _channel.Writer.TryComplete();
         await _writeLoop.WaitAsync(ct);
+        var loaded = await ReplyAsync(FrameType.Loaded, ct);
+        _logger.LogInformation("Tunnel: sent {Stats}", Stats);
+        return loaded;
+    }
+
+    /// <summary>After Loaded: tells the receiver to run the destination; returns Running's payload.</summary>
+    public async Task<byte[]> CommitAsync(CancellationToken ct)
+    {
+        await _link.SendControlAsync(FrameType.Commit, ReadOnlyMemory<byte>.Empty, ct);
+        var running = await ReplyAsync(FrameType.Running, ct);
+        _finished = true;
+        return running;
+    }
+
+    private async Task<byte[]> ReplyAsync(FrameType expected, CancellationToken ct)
+    {
+        Reply reply;
         try
         {
-            await _done.Task.WaitAsync(ct);
+            reply = await _replies.Reader.ReadAsync(ct);
         }
-        catch (TunnelException)
+        catch (ChannelClosedException)
         {
             throw Fault();
         }
 
-        _finished = true;
-        _logger.LogInformation("Tunnel: sent {Stats}", Stats);
+        return reply.Type == expected ? reply.Payload
+            : throw TunnelException.Corruption($"The receiver sent {reply.Type} where {expected} was expected.");
     }
 
     /// <summary>Best effort: drops buffered data, tells the receiver <paramref name="message"/> in an Error frame, and closes.</summary>
@@ -178,6 +215,14 @@ public sealed class TunnelSender : IAsyncDisposable
             Protocol.Return(_current);
             _current = null;
             _currentLength = 0;
+        }
+
+        if (_writeLoop.IsCompleted)
+        {
+            // After End the data channel is closed: the Error goes straight out.
+            await _link.TrySendErrorAsync(message, FailTimeout);
+            await DisposeAsync();
+            return;
         }
 
         try
@@ -217,12 +262,10 @@ public sealed class TunnelSender : IAsyncDisposable
 
         _lifetime.Cancel();
         _channel.Writer.TryComplete();
-        // Closing the stream first unblocks a loop stuck in a socket call; the loops never throw.
-        await _stream.DisposeAsync();
+        // Closing the link first unblocks a loop stuck in a socket call; the loops never throw.
+        await _link.DisposeAsync();
         await _writeLoop;
         await _readLoop;
-        _frameWriter.Dispose();
-        _frameReader.Dispose();
         if (_current is not null)
         {
             Protocol.Return(_current);
@@ -366,8 +409,7 @@ public sealed class TunnelSender : IAsyncDisposable
                             }
                         }
 
-                        int wire = await _frameWriter.SendAsync(frame.Buffer, frame.Type, frame.Flags, frame.PayloadLength, frame.RawLength, ct);
-                        Stats.AddWire(wire);
+                        await _link.SendAsync(frame.Buffer, frame.Type, frame.Flags, frame.PayloadLength, frame.RawLength, ct);
                         if (frame.Type == FrameType.Data)
                         {
                             Stats.AddDataFrame(frame.RawLength, frame.Flags != 0);
@@ -403,19 +445,21 @@ public sealed class TunnelSender : IAsyncDisposable
     {
         try
         {
-            Frame frame = await _frameReader.ReadAsync(_lifetime.Token);
-            switch (frame.Type)
+            while (true)
             {
-                case FrameType.Done when _endSent:
-                    Stats.AddWire(frame.WireLength);
-                    _done.TrySetResult();
-                    break;
-                case FrameType.Error:
-                    Abort(TunnelException.Remote($"The receiver failed: {Protocol.DecodeErrorMessage(frame.Payload.Span)}"));
-                    break;
-                default:
-                    Abort(TunnelException.Corruption($"The receiver sent an unexpected {frame.Type} frame."));
-                    break;
+                Frame frame = await _link.ReadAsync(_lifetime.Token);
+                switch (frame.Type)
+                {
+                    case FrameType.Prepared or FrameType.Loaded or FrameType.Running:
+                        _replies.Writer.TryWrite(new Reply(frame.Type, frame.Payload.ToArray()));
+                        break;
+                    case FrameType.Error:
+                        Abort(TunnelException.Remote($"The receiver failed: {Protocol.DecodeErrorMessage(frame.Payload.Span)}"));
+                        return;
+                    default:
+                        Abort(TunnelException.Corruption($"The receiver sent an unexpected {frame.Type} frame."));
+                        return;
+                }
             }
         }
         catch (Exception ex)
@@ -431,7 +475,7 @@ public sealed class TunnelSender : IAsyncDisposable
     {
         SetFault(ex);
         _channel.Writer.TryComplete();
-        _done.TrySetException(_fault!);
+        _replies.Writer.TryComplete();
         try
         {
             _lifetime.Cancel();
@@ -475,6 +519,8 @@ public sealed class TunnelSender : IAsyncDisposable
             throw new InvalidOperationException(_endSent ? "The tunnel is already complete." : "A cancelled write left the tunnel unusable.");
         }
     }
+
+    private readonly record struct Reply(FrameType Type, byte[] Payload);
 
     private readonly record struct OutFrame(FrameType Type, byte Flags, byte[] Buffer, int PayloadLength, int RawLength)
     {

@@ -64,6 +64,7 @@ public sealed class QemuLauncher(RunDirectory runDirectory, ILogger? logger = nu
             SerialLog = RunDirectory.SerialLog(spec.Name),
             CommandLine = [qemu, .. arguments],
             StartTime = DateTimeOffset.Now,
+            StaysPaused = spec.Paused,
         };
         RunDirectory.Save(record);
         return record;
@@ -104,7 +105,9 @@ public sealed class QemuLauncher(RunDirectory runDirectory, ILogger? logger = nu
             args.AddRange(["-drive", $"file={spec.Disk},if=virtio"]);
         }
 
-        if (spec.Paused)
+        // A waiting VM is always held paused: it may run only once the migration commits (the
+        // source is stopped for good); -Paused alone, or on top, means "stay paused after that".
+        if (spec.Paused || spec.Incoming)
         {
             args.Add("-S");
         }

@@ -127,4 +127,11 @@ public sealed record VmRecord
     public required string SerialLog { get; init; }
     public required IReadOnlyList<string> CommandLine { get; init; }
     public DateTimeOffset StartTime { get; init; }
+
+    /// <summary>-Paused: the VM stays paused after a migration into it commits, too.</summary>
+    public bool StaysPaused { get; init; }
+
+    /// <summary>QEMU was started with -S (every -Incoming VM is): it will not run the guest until told to, so a migration into it waits for the commit.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public bool HoldsForCommit => CommandLine.Contains("-S");
 }

@@ -21,7 +21,7 @@ public sealed record VmInfo
     public string? SerialLog { get; init; }
     public string? QemuPath { get; init; }
 
-    /// <summary>Started with -S: the destination of a migration stays paused afterwards.</summary>
+    /// <summary>Started -Paused: stays paused after a migration into it commits.</summary>
     public bool StartedPaused { get; init; }
 }
 
@@ -43,7 +43,7 @@ public static class VmInspector
             QuerySocket = record.QuerySocket,
             SerialLog = record.SerialLog,
             QemuPath = record.QemuPath,
-            StartedPaused = record.CommandLine.Contains("-S"),
+            StartedPaused = record.StaysPaused,
         };
         if (!QemuLauncher.IsAlive(record.Pid))
         {

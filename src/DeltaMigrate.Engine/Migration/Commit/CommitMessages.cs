@@ -1,0 +1,55 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace DeltaMigrate.Engine.Migration.Commit;
+
+/// <summary>How the stream travels: through our tunnel (Delta, Lz4), or by QEMU's own transport beside it (None, Native).</summary>
+public enum DataPath
+{
+    Tunnel,
+    Qemu,
+}
+
+/// <summary>What a side of a migration says about its VM (both ends compare before any byte moves).</summary>
+public sealed record VmDescription(string Name, long MemoryBytes, string Machine, string QemuVersion)
+{
+    /// <summary>"pc-i440fx-7.2" rather than QOM's "pc-i440fx-7.2-machine".</summary>
+    [JsonIgnore]
+    public string MachineName => Machine.EndsWith("-machine", StringComparison.Ordinal) ? Machine[..^"-machine".Length] : Machine;
+}
+
+/// <summary>Sender to receiver, first frame after the handshake.</summary>
+public sealed record PrepareRequest(DataPath Path, VmDescription Source);
+
+/// <summary>Receiver to sender: the destination it checked, and where QEMU's own transport connects (unix:PATH, or tcp with the port; the sender knows the host).</summary>
+public sealed record PreparedReply(VmDescription Destination, string? QemuUnixPath, int? QemuPort);
+
+/// <summary>Receiver to sender after Commit.</summary>
+public sealed record RunningReply(string State);
+
+/// <summary>The control frames' JSON. Only an authenticated peer can send them; they are still parsed defensively.</summary>
+internal static class CommitJson
+{
+    private static readonly JsonSerializerOptions Options = new()
+    {
+        Converters = { new JsonStringEnumConverter() },
+        MaxDepth = 8,
+    };
+
+    public static byte[] Write<T>(T message) => JsonSerializer.SerializeToUtf8Bytes(message, Options);
+
+    public static T Read<T>(byte[] payload, string what)
+        where T : class
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<T>(payload, Options)
+                ?? throw new JsonException("null");
+        }
+        catch (JsonException e)
+        {
+            throw new EngineException("TunnelProtocolError", ErrorKind.ProtocolError,
+                $"The other side's {what} message is malformed ({e.Message}). Use the same DeltaMigrate version on both hosts.", e);
+        }
+    }
+}
