@@ -77,7 +77,7 @@ Describe 'Receive-KvmVM: the destination host runs the receiver' {
     It 'hands out an endpoint and token, receives the VM, and reports it running' {
         $src = Start-TestSource -Name r-src
         $null = Start-TestDestination -Name r-dst
-        $token = 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'
+        $token = 'opyxHNbA5icBAYiQTJTwaXeMnp0_Hba5adk3ReImsTY'
         $receiver = Start-Receiver r-dst $token
         try {
             Wait-Until { $receiver.Output.Count -ge 1 } 'the receiver to be ready'
@@ -102,10 +102,10 @@ Describe 'Receive-KvmVM: the destination host runs the receiver' {
     It 'refuses a sender with the wrong token; the source keeps running and nothing was sent' {
         $src = Start-TestSource -Name t-src
         $null = Start-TestDestination -Name t-dst
-        $receiver = Start-Receiver t-dst 'BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB'
+        $receiver = Start-Receiver t-dst '8MKypfB6xzYBxZ0HGIrrx3ImuWh37i0ak343tzEsGtI'
         try {
             Wait-Until { $receiver.Output.Count -ge 1 } 'the receiver to be ready'
-            { Move-KvmVM t-src -Destination $receiver.Output[0].Endpoint -Token 'CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC' -ErrorAction Stop } |
+            { Move-KvmVM t-src -Destination $receiver.Output[0].Endpoint -Token 'rJM-u_dRyUeaLngBQvS-uDRDbjtwhAM4Mv_bWKV0wks' -ErrorAction Stop } |
                 Should -Throw -ErrorId 'TunnelAuthenticationFailed,DeltaMigrate.Module.Commands.MoveKvmVMCommand'
         }
         finally { $receiver.PowerShell.Stop(); $receiver.PowerShell.Dispose() }
@@ -117,7 +117,7 @@ Describe 'Receive-KvmVM: the destination host runs the receiver' {
     It 'survives the tunnel being cut mid-migration: the source runs on, intact' {
         $src = Start-TestSource -Name cut-src
         $null = Start-TestDestination -Name cut-dst
-        $token = 'EEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEEE'
+        $token = 'Vb2cW6gqX0ZJk_TfRt8yN3aHoE1uQmLsPdIz9xYcKw4'
         $receiver = Start-Receiver cut-dst $token
         $cutter = [powershell]::Create()
         try {

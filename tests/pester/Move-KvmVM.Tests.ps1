@@ -87,7 +87,7 @@ Describe 'Move-KvmVM when things go wrong: the source keeps running' {
         $src = Start-TestSource -Name unreach-src
         { Move-KvmVM unreach-src -Destination 127.0.0.1:1 -Compress Native -ErrorAction Stop } |
             Should -Throw -ErrorId 'DestinationUnreachable,DeltaMigrate.Module.Commands.MoveKvmVMCommand'
-        $token = 'DDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDD'
+        $token = 'LUMQfduicNvlRgHZqP--DE71xncBjpnS-kqYGw2tTDk'
         { Move-KvmVM unreach-src -Destination 127.0.0.1:1 -Compress Delta -Token $token -ErrorAction Stop } |
             Should -Throw -ErrorId 'TunnelConnectFailed,DeltaMigrate.Module.Commands.MoveKvmVMCommand'
         (Get-KvmVM unreach-src).State | Should -Be 'running'

@@ -128,7 +128,7 @@ public sealed class TunnelListener : IAsyncDisposable
                 timeout.CancelAfter(_options.HandshakeTimeout);
                 try
                 {
-                    keys = await Protocol.ServerHandshakeAsync(stream, _token, timeout.Token);
+                    keys = await Handshake.ServerAsync(stream, _token, timeout.Token);
                 }
                 catch (OperationCanceledException ex) when (!ct.IsCancellationRequested)
                 {

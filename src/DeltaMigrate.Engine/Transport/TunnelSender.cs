@@ -281,7 +281,7 @@ public sealed class TunnelSender : IAsyncDisposable
         timeout.CancelAfter(options.HandshakeTimeout);
         try
         {
-            return await Protocol.ClientHandshakeAsync(stream, token, timeout.Token);
+            return await Handshake.ClientAsync(stream, token, timeout.Token);
         }
         catch (OperationCanceledException ex) when (!ct.IsCancellationRequested)
         {

@@ -54,7 +54,7 @@ internal static class TunnelTestKit
 /// <summary>
 /// A one-connection TCP proxy that records the sender-to-receiver direction and can flip one byte of it,
 /// cut it, drop a range of it, or send a range again right after itself (a replay). Offsets count every
-/// byte the sender sends, the 66-byte handshake hello included.
+/// byte the sender sends, the 131-byte handshake hello included.
 /// </summary>
 internal sealed class TamperProxy : IAsyncDisposable
 {

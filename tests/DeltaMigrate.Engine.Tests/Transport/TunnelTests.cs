@@ -9,8 +9,8 @@ public sealed class TunnelTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan TestTimeout = TimeSpan.FromSeconds(60);
 
-    /// <summary>Offset of the first Data frame in the sender-to-receiver byte stream (after the 66-byte hello).</summary>
-    private const int FirstFrameOffset = 66;
+    /// <summary>Offset of the first Data frame in the sender-to-receiver byte stream (after the 131-byte hello).</summary>
+    private const int FirstFrameOffset = Handshake.ClientHelloLength;
 
     /// <summary>Offset of the first Data frame's payload in the sender-to-receiver byte stream.</summary>
     private const int FirstPayloadOffset = FirstFrameOffset + 18;
@@ -212,17 +212,20 @@ public sealed class TunnelTests(ITestOutputHelper output)
         Assert.Equal(0, receiverStats.CompressedFrames);
         byte[] wire = proxy.Captured;
         // The capture holds the hello and every frame the sender sent (its wire count includes the 34-byte Done it read).
-        Assert.Equal(66 + sender.Stats.WireBytes - 34, wire.Length);
+        Assert.Equal(Handshake.ClientHelloLength + sender.Stats.WireBytes - 34, wire.Length);
         Assert.Equal(-1, wire.AsSpan().IndexOf(marker.AsSpan(0, 16)));
         Assert.Equal(-1, wire.AsSpan().IndexOf(randomPart));
     }
 
-    [Fact]
-    public async Task Version1Peers_AreAVersionMismatch()
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public async Task OlderPeers_AreAVersionMismatch(ushort oldVersion)
     {
         using var cts = new CancellationTokenSource(TestTimeout);
 
-        // A version-1 sender against this receiver: the receiver answers status 2 and reports the mismatch.
+        // An old sender against this receiver: it reads the 42-byte start of the hello and sends its 66-byte hello;
+        // the receiver answers status 2 and reports the mismatch.
         await using (var listener = TunnelListener.Start(TunnelTestKit.Loopback, MigrationToken.Create()))
         {
             using var wait = CancellationTokenSource.CreateLinkedTokenSource(cts.Token);
@@ -230,11 +233,11 @@ public sealed class TunnelTests(ITestOutputHelper output)
             using var client = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
             await client.ConnectAsync(listener.LocalEndpoint, cts.Token);
             var stream = new System.Net.Sockets.NetworkStream(client);
-            byte[] hello = new byte[42];
+            byte[] hello = new byte[Handshake.ServerHelloLength];
             await stream.ReadExactlyAsync(hello, cts.Token);
-            Assert.Equal([0, 2], hello[8..10]);
+            Assert.Equal([0, 3], hello[8..10]);
             byte[] clientHello = new byte[66];
-            clientHello[1] = 1;
+            clientHello[1] = (byte)oldVersion;
             await stream.WriteAsync(clientHello, cts.Token);
             byte[] reply = new byte[33];
             await stream.ReadExactlyAsync(reply, cts.Token);
@@ -243,23 +246,28 @@ public sealed class TunnelTests(ITestOutputHelper output)
             wait.Cancel();
             var receiverError = await Assert.ThrowsAsync<TunnelException>(() => receive);
             Assert.Equal(TunnelException.VersionMismatch, receiverError.ErrorId);
+            Assert.Contains($"version {oldVersion}", receiverError.Message);
         }
 
-        // A version-1 receiver against this sender.
+        // An old receiver (42-byte hello) against this sender: the sender still sends a hello an old receiver can read.
         using var fake = new System.Net.Sockets.TcpListener(TunnelTestKit.Loopback);
         fake.Start();
-        Task serve = Task.Run(async () =>
+        Task<byte[]> serve = Task.Run(async () =>
         {
             using var socket = await fake.AcceptSocketAsync(cts.Token);
-            byte[] hello = [.. "DMTUNNEL"u8, 0, 1, .. new byte[32]];
+            byte[] hello = [.. "DMTUNNEL"u8, 0, (byte)oldVersion, .. new byte[32]];
             await socket.SendAsync(hello, cts.Token);
-            await socket.ReceiveAsync(new byte[100], cts.Token);
+            using var stream = new System.Net.Sockets.NetworkStream(socket);
+            byte[] clientHello = new byte[66];
+            await stream.ReadExactlyAsync(clientHello, cts.Token);
+            return clientHello;
         });
 
         var senderError = await Assert.ThrowsAsync<TunnelException>(() =>
             TunnelSender.ConnectAsync("127.0.0.1", ((IPEndPoint)fake.LocalEndpoint).Port, MigrationToken.Create(), new TunnelOptions(), null, cts.Token));
         Assert.Equal(TunnelException.VersionMismatch, senderError.ErrorId);
-        await serve;
+        Assert.Contains($"version {oldVersion}", senderError.Message);
+        Assert.Equal([0, 3], (await serve)[..2]);
     }
 
     [Fact]
@@ -275,8 +283,8 @@ public sealed class TunnelTests(ITestOutputHelper output)
         using var clientStream = new System.Net.Sockets.NetworkStream(client);
         using var serverStream = new System.Net.Sockets.NetworkStream(accepted);
 
-        Task<SessionKeys> serverKeys = Protocol.ServerHandshakeAsync(serverStream, token, cts.Token);
-        SessionKeys senderKeys = await Protocol.ClientHandshakeAsync(clientStream, token, cts.Token);
+        Task<SessionKeys> serverKeys = Handshake.ServerAsync(serverStream, token, cts.Token);
+        SessionKeys senderKeys = await Handshake.ClientAsync(clientStream, token, cts.Token);
         SessionKeys receiverKeys = await serverKeys;
 
         Assert.Equal(senderKeys.SenderToReceiver, receiverKeys.SenderToReceiver);
