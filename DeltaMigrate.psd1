@@ -13,6 +13,7 @@
         'Start-KvmVM'
         'Get-KvmVM'
         'Stop-KvmVM'
+        'Resume-KvmVM'
         'Invoke-KvmQmp'
         'Move-KvmVM'
         'Receive-KvmVM'

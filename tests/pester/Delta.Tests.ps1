@@ -3,7 +3,7 @@ BeforeAll {
     Import-Module "$PSScriptRoot/../../DeltaMigrate.psd1" -Force
     . "$PSScriptRoot/TestHelpers.ps1"
     $script:RunDir = Initialize-TestRunDirectory
-    $script:Slow = @{ Bandwidth = 20MB; MaxDowntime = 0.05 }
+    $script:Slow = @{ Bandwidth = 20MB; MaxDowntime = 0.05; KeepSource = $true }   # kept: RAM is compared afterwards
 }
 
 AfterAll {
@@ -87,7 +87,8 @@ Describe 'Receive-KvmVM: the destination host runs the receiver' {
 
             $result = Move-KvmVM r-src -Destination $ready.Endpoint -Token $ready.Token -Compress Delta -PassThru
             $result.Status | Should -Be 'Completed'
-            $result.DestinationState | Should -Be 'delivered'
+            $result.DestinationState | Should -Be 'running'
+            $result.SourceState | Should -Be 'exited'
 
             Wait-Until { $receiver.Handle.IsCompleted } 'the receiver to finish'
             $received = $receiver.Output[1]

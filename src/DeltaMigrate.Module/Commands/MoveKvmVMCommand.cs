@@ -23,7 +23,7 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
     [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = "VM")]
     public VmInfo? VM { get; set; }
 
-    /// <summary>A VM object or name waiting on this host (Start-KvmVM -Incoming), or host:port.</summary>
+    /// <summary>A VM object or name waiting on this host (Start-KvmVM -Incoming), or the host:port Receive-KvmVM printed.</summary>
     [Parameter(Mandatory = true, Position = 1)]
     [ValidateNotNull]
     [ArgumentCompleter(typeof(VmNameCompleter))]
@@ -38,7 +38,7 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
     [ValidateRange(4096, long.MaxValue)]
     public long CacheSize { get; set; }
 
-    /// <summary>The token Receive-KvmVM printed, for Delta or Lz4 to host:port.</summary>
+    /// <summary>The token Receive-KvmVM printed, for any mode to host:port.</summary>
     [Parameter]
     [ValidateNotNullOrEmpty]
     public string? Token { get; set; }
@@ -63,6 +63,10 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
 
     [Parameter]
     public TimeoutAction TimeoutAction { get; set; } = TimeoutAction.Cancel;
+
+    /// <summary>Keep the source's QEMU, paused, after the commit (it is quit otherwise, as Hyper-V and libvirt do).</summary>
+    [Parameter]
+    public SwitchParameter KeepSource { get; set; }
 
     /// <summary>Output the KvmMigrationResult (otherwise a one-line summary goes to the host).</summary>
     [Parameter]
@@ -90,12 +94,18 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
                 AutoConverge = AutoConverge,
                 Timeout = Timeout > TimeSpan.Zero ? Timeout : null,
                 TimeoutAction = TimeoutAction,
+                KeepSource = KeepSource,
             };
             var activity = ++_activity;
             var result = RunEngine(stop =>
                 new MigrationSession(request, options, Logger, PipelineProgress<MigrationProgress>(p => WriteProgress(Progress(activity, request, p))))
                     .RunAsync(stop));
             Complete(activity, request);
+            if (source is not null && result.SourceState == "exited")
+            {
+                VmResolver.RunDirectory.Remove(name); // the source's QEMU was quit after the commit
+            }
+
             Emit(result);
         }
         catch (MigrationFailedException e)
@@ -103,6 +113,12 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
             // The result says what each side is left in; scripts read it from TargetObject.
             var record = ToErrorRecord(e);
             WriteError(new ErrorRecord(e, e.ErrorId, record.CategoryInfo.Category, e.Result));
+        }
+        catch (MigrationInDoubtException e)
+        {
+            // Neither Completed nor Failed: the message names the side holding the state and the command to finish.
+            var record = ToErrorRecord(e);
+            WriteError(new ErrorRecord(e, e.ErrorId, record.CategoryInfo.Category, (object?)e.Result ?? name));
         }
         catch (Exception e) when (e is EngineException or QmpException or TimeoutException)
         {
@@ -129,7 +145,7 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
                 { Target = text };
             }
 
-            return new LocalVmTarget(local.Name, local.ControlSocket, local.CommandLine.Contains("-S"));
+            return new LocalVmTarget(local);
         }
 
         if (!text.Contains(':'))

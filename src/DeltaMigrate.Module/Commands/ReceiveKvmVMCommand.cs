@@ -9,7 +9,7 @@ using DeltaMigrate.Module.Infrastructure;
 namespace DeltaMigrate.Module.Commands;
 
 /// <summary>
-/// The destination host's half of a Delta or Lz4 migration: listens for the sender, outputs a ready
+/// The destination host's half of a migration (any mode): listens for the sender, outputs a ready
 /// object with the endpoint and one-time token at once, then the result when the migration ends.
 /// </summary>
 [Cmdlet(VerbsCommunications.Receive, "KvmVM", SupportsShouldProcess = true, DefaultParameterSetName = "Name")]
@@ -34,7 +34,7 @@ public sealed class ReceiveKvmVMCommand : EngineCmdlet
     [ValidateNotNullOrEmpty]
     public string? Token { get; set; }
 
-    /// <summary>Give up waiting for the sender after this long; a number means seconds.</summary>
+    /// <summary>Give up waiting for the sender after this long (a migration in progress is never cut off); a number means seconds.</summary>
     [Parameter]
     [Seconds]
     public TimeSpan Timeout { get; set; }
@@ -57,27 +57,9 @@ public sealed class ReceiveKvmVMCommand : EngineCmdlet
                 return;
             }
 
-            var session = new ReceiveSession(name, record.ControlSocket, record.CommandLine.Contains("-S"), endpoint,
-                Token is null ? null : MigrationToken.Parse(Token), Logger);
-            var result = RunEngine(async stop =>
-            {
-                using var limit = CancellationTokenSource.CreateLinkedTokenSource(stop);
-                if (Timeout > TimeSpan.Zero)
-                {
-                    limit.CancelAfter(Timeout);
-                }
-
-                try
-                {
-                    return await session.RunAsync(ready => Post(() => WriteObject(ready)), limit.Token);
-                }
-                catch (OperationCanceledException) when (!stop.IsCancellationRequested)
-                {
-                    throw new EngineException("ReceiveTimedOut", ErrorKind.OperationTimeout,
-                        $"No migration arrived for '{name}' within {Timeout.TotalSeconds:0} s.")
-                    { Target = name };
-                }
-            });
+            var session = new ReceiveSession(record, endpoint, Token is null ? null : MigrationToken.Parse(Token), Logger);
+            var result = RunEngine(stop =>
+                session.RunAsync(ready => Post(() => WriteObject(ready)), Timeout > TimeSpan.Zero ? Timeout : null, stop));
             WriteObject(result);
         }
         catch (EngineException e)
