@@ -5,10 +5,10 @@
     running here; the ones not yet attempted are left alone).
 
 .EXAMPLE
-    # Nightly, with QEMU's own transport: each VM goes to a QEMU that host2's automation
-    # started waiting on a known port.
-    ./Invoke-KvmHostDrain.ps1 -Name 'web*' -Compress Native -LogPath /var/log/deltamigrate/drain.csv -Destination {
-        param($vm) "host2:$(4400 + [int]($vm.Name -replace '\D'))"
+    # Nightly: each VM goes to a Receive-KvmVM that host2's automation started; it saved each
+    # ready object (Endpoint, Token) where only root can read it (the token is a secret).
+    ./Invoke-KvmHostDrain.ps1 -Name 'web*' -LogPath /var/log/deltamigrate/drain.csv -Destination {
+        param($vm) Import-Clixml "/root/deltamigrate/ready/$($vm.Name).xml"
     }
 
 .EXAMPLE
@@ -26,8 +26,8 @@ param(
     # Wildcard pattern of the VMs to drain.
     [Parameter(Mandatory)] [string] $Name,
 
-    # Returns where a VM goes, given the VM: a waiting VM (object or name), host:port of a waiting
-    # QEMU (-Compress Native or None), or the ready object Receive-KvmVM printed on the other host.
+    # Returns where a VM goes, given the VM: a waiting VM (object or name), or the ready object
+    # Receive-KvmVM printed on the other host (Endpoint and Token; any -Compress mode).
     [Parameter(Mandatory)] [scriptblock] $Destination,
 
     # CSV file that receives one row per VM (appended, so a night's log keeps every run).

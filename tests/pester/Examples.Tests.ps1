@@ -36,14 +36,17 @@ Describe 'examples/Invoke-KvmHostDrain.ps1' {
         $null = Start-TestSource -Name fail-b
         $log = Join-Path $RunDir 'fail.csv'
 
-        $null = & $Drain -Name 'fail-*' -LogPath $log -Compress Native -Destination { param($vm) '127.0.0.1:1' } 2>$null 3>$null
+        # A receiver that is not there (nothing listens on port 1), as Receive-KvmVM's ready object.
+        $null = & $Drain -Name 'fail-*' -LogPath $log -Compress Native -Destination {
+            param($vm) [pscustomobject]@{ Endpoint = '127.0.0.1:1'; Token = 'opyxHNbA5icBAYiQTJTwaXeMnp0_Hba5adk3ReImsTY' }
+        } 2>$null 3>$null
 
         $LASTEXITCODE | Should -Be 1
         $rows = @(Import-Csv $log)
         $rows.Count | Should -Be 1
         $rows[0].VM | Should -Be 'fail-a'
         $rows[0].Status | Should -Be 'Failed'
-        $rows[0].Error | Should -Match 'could not start'
+        $rows[0].Error | Should -Match 'Cannot connect to the migration receiver'
         (Get-KvmVM fail-a).State | Should -Be 'running'
         (Invoke-KvmQmp fail-b query-migrate).PSObject.Properties['status'] | Should -BeNullOrEmpty -Because 'fail-b was never attempted'
     }

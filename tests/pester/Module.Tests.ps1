@@ -10,7 +10,7 @@ AfterAll {
 }
 
 BeforeDiscovery {
-    $script:Cmdlets = 'Start-KvmVM', 'Get-KvmVM', 'Stop-KvmVM', 'Invoke-KvmQmp', 'Move-KvmVM', 'Receive-KvmVM', 'Measure-KvmVM', 'Export-KvmMigrationReport'
+    $script:Cmdlets = 'Start-KvmVM', 'Get-KvmVM', 'Stop-KvmVM', 'Resume-KvmVM', 'Invoke-KvmQmp', 'Move-KvmVM', 'Receive-KvmVM', 'Measure-KvmVM', 'Export-KvmMigrationReport'
 }
 
 Describe 'DeltaMigrate module' {

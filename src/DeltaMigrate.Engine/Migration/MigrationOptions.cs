@@ -65,6 +65,12 @@ public sealed record MigrationOptions
     /// <summary>Where the two ends of a one-host migration meet (loopback unless $DELTAMIGRATE_LOCAL_LINK says otherwise).</summary>
     public LocalLink LocalLink { get; init; } = LocalLink.FromEnvironment();
 
+    /// <summary>
+    /// The tunnel's idle deadline (and TCP_USER_TIMEOUT): a destination that sends nothing, not
+    /// even a keepalive, for this long is taken for dead. Keepalives go out ten times as often.
+    /// </summary>
+    public TimeSpan LinkTimeout { get; init; } = TimeSpan.FromSeconds(15);
+
     /// <summary>Keep the source's QEMU (paused, postmigrate) after the commit instead of quitting it.</summary>
     public bool KeepSource { get; init; }
 }

@@ -84,12 +84,12 @@ public sealed class MigrationSession
         switch (_request.Destination)
         {
             case LocalVmTarget local:
-                return await DestinationLink.StartLocalAsync(local, _options.LocalLink, _options.Bandwidth, _logger, cancellationToken);
+                return await DestinationLink.StartLocalAsync(local, _options, _logger, cancellationToken);
             case RemoteTarget remote:
                 var token = _options.Token ?? throw new EngineException("TokenRequired", ErrorKind.InvalidArgument,
                     $"A migration to {remote.Display} goes through Receive-KvmVM on that host: pass the -Token it printed (every mode needs it, since only the receiver can check, commit or remove the destination).")
                 { Target = remote.Display };
-                return await DestinationLink.ConnectRemoteAsync(remote, token, _options.Bandwidth, _logger, cancellationToken);
+                return await DestinationLink.ConnectRemoteAsync(remote, token, _options, _logger, cancellationToken);
             default:
                 throw new ArgumentException($"Unknown destination {_request.Destination}");
         }

@@ -29,6 +29,9 @@ public sealed class ReceiveSession(VmRecord record, IPEndPoint listen, Migration
 {
     private readonly ILogger _logger = logger ?? NullLogger.Instance;
 
+    /// <summary>The tunnel's idle deadline; the same meaning as <see cref="MigrationOptions.LinkTimeout"/>.</summary>
+    public TimeSpan LinkTimeout { get; init; } = TimeSpan.FromSeconds(15);
+
     /// <summary>
     /// <paramref name="acceptTimeout"/> limits only the wait for an authenticated sender; once one
     /// is in, the migration runs to its end (Ctrl-C still aborts it and removes the destination).
@@ -52,7 +55,7 @@ public sealed class ReceiveSession(VmRecord record, IPEndPoint listen, Migration
         }
 
         var secret = token ?? MigrationToken.Create();
-        await using var listener = TunnelListener.Start(listen, secret, _logger);
+        await using var listener = TunnelListener.Start(listen, secret, _logger, new TunnelOptions().WithLinkTimeout(LinkTimeout));
         var shown = listener.LocalEndpoint.Address.Equals(IPAddress.Any) || listener.LocalEndpoint.Address.Equals(IPAddress.IPv6Any)
             ? $"{Dns.GetHostName()}:{listener.LocalEndpoint.Port}"
             : listener.LocalEndpoint.ToString();
@@ -83,7 +86,10 @@ public sealed class ReceiveSession(VmRecord record, IPEndPoint listen, Migration
         {
             // QEMU's own transport (None, Native) listens where our tunnel does, on a port QEMU picks.
             var incoming = new IncomingMigration(destination, record.StaysPaused,
-                new RunDirectory(Path.GetDirectoryName(record.ControlSocket)!).IncomingSocket(record.Name), listener.LocalEndpoint.Address, _logger);
+                new RunDirectory(Path.GetDirectoryName(record.ControlSocket)!).IncomingSocket(record.Name), listener.LocalEndpoint.Address, _logger)
+            {
+                CommitTimeout = LinkTimeout * 4,
+            };
             return await incoming.RunAsync(tunnel, cancellationToken);
         }
     }

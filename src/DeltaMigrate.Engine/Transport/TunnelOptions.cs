@@ -29,6 +29,13 @@ public sealed record TunnelOptions
     /// <summary>A side that has sent nothing for this long sends a KeepAlive frame.</summary>
     public TimeSpan KeepAliveInterval { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>Idle deadline <paramref name="timeout"/>, keepalives ten times as often (at most every second).</summary>
+    public TunnelOptions WithLinkTimeout(TimeSpan timeout) => this with
+    {
+        IdleTimeout = timeout,
+        KeepAliveInterval = TimeSpan.FromTicks(Math.Min(timeout.Ticks / 10, TimeSpan.TicksPerSecond)),
+    };
+
     internal void Validate()
     {
         if (FrameSize < 1 || FrameSize > Protocol.MaxFrameLength)

@@ -32,23 +32,27 @@ internal sealed class DestinationLink : IAsyncDisposable
     /// <summary>Only for a destination on this host: the half we run, which reports how it ended.</summary>
     public Task<ReceiveResult>? Local { get; private set; }
 
-    public static async Task<DestinationLink> ConnectRemoteAsync(RemoteTarget target, MigrationToken token, long? bandwidth, ILogger logger, CancellationToken ct)
+    public static async Task<DestinationLink> ConnectRemoteAsync(RemoteTarget target, MigrationToken token, MigrationOptions options, ILogger logger, CancellationToken ct)
     {
         var link = new DestinationLink(target.Host);
-        link.Control = await TunnelSender.ConnectAsync(target.Host, target.Port, token, SenderOptions with { BandwidthBytesPerSecond = bandwidth }, logger, ct);
+        link.Control = await TunnelSender.ConnectAsync(target.Host, target.Port, token, TunnelOptionsFor(options), logger, ct);
         return link;
     }
 
+    private static TunnelOptions TunnelOptionsFor(MigrationOptions options) =>
+        SenderOptions.WithLinkTimeout(options.LinkTimeout) with { BandwidthBytesPerSecond = options.Bandwidth };
+
     /// <summary>Starts the destination's half for a VM on this host, then connects to it like any sender.</summary>
-    public static async Task<DestinationLink> StartLocalAsync(LocalVmTarget target, LocalLink meeting, long? bandwidth, ILogger logger, CancellationToken ct)
+    public static async Task<DestinationLink> StartLocalAsync(LocalVmTarget target, MigrationOptions options, ILogger logger, CancellationToken ct)
     {
+        var meeting = options.LocalLink;
         var link = new DestinationLink(meeting.Connect.ToString());
         try
         {
             var destination = await DestinationVm.ConnectAsync(target.Record, logger, ct);
             link._owned.Add(destination);
             var token = MigrationToken.Create();
-            var listener = TunnelListener.Start(new IPEndPoint(meeting.Listen, 0), token, logger);
+            var listener = TunnelListener.Start(new IPEndPoint(meeting.Listen, 0), token, logger, TunnelOptionsFor(options));
             link._owned.Add(listener);
             // QEMU's own transport meets in the run directory (a unix socket only its owner reaches),
             // unless the benchmark's delay line asks for the TCP link between two addresses.
@@ -62,7 +66,7 @@ internal sealed class DestinationLink : IAsyncDisposable
                 return await incoming.RunAsync(tunnel, stopping);
             }, CancellationToken.None);
             link.Control = await TunnelSender.ConnectAsync(meeting.Connect.ToString(), listener.LocalEndpoint.Port, token,
-                SenderOptions with { BandwidthBytesPerSecond = bandwidth }, logger, ct);
+                TunnelOptionsFor(options), logger, ct);
             return link;
         }
         catch
