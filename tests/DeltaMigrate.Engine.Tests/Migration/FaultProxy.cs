@@ -40,8 +40,11 @@ internal sealed class FaultProxy : IAsyncDisposable
     private volatile bool _armed;
     private int _seen;
 
+    /// <param name="target">The receiver's endpoint.</param>
     /// <param name="triggerType">The frame type that triggers; null: any frame.</param>
     /// <param name="fromSender">The trigger frame travels sender to receiver (Data, End, Commit) or back (Loaded, Running).</param>
+    /// <param name="occurrence">Strike at this occurrence (1 = the first) of the trigger frame.</param>
+    /// <param name="action">What to do then.</param>
     /// <param name="armed">False: frames count only after <see cref="Arm"/> (e.g. once the source stopped for the final copy).</param>
     public FaultProxy(IPEndPoint target, FrameType? triggerType, bool fromSender, int occurrence, FaultAction action, bool armed = true)
     {
