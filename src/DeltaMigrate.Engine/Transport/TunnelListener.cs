@@ -92,8 +92,9 @@ public sealed class TunnelListener : IAsyncDisposable
     }
 
     /// <summary>
-    /// Waits for one sender that passes the handshake (others are rejected, logged, and the wait goes
-    /// on), stops listening, and returns the authenticated connection.
+    /// Waits for one sender that passes the handshake, stops listening, and returns the authenticated
+    /// connection. Handshakes run side by side: a connection that stays silent (or a slow attacker)
+    /// does not hold up the real sender; rejected ones are logged and the wait goes on.
     /// </summary>
     public async Task<IncomingTunnel> AcceptAsync(CancellationToken ct)
     {
@@ -102,57 +103,99 @@ public sealed class TunnelListener : IAsyncDisposable
             throw new InvalidOperationException("A listener accepts only one sender.");
         }
 
+        using var stopAll = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var handshakes = new List<Task<IncomingTunnel>>();
+        Task<Socket>? accepting = null;
         TunnelException? lastRejection = null;
         int rejected = 0;
-        while (true)
+        try
         {
-            Socket socket;
-            try
+            while (true)
             {
-                socket = await _listener.AcceptSocketAsync(ct);
+                accepting ??= _listener.AcceptSocketAsync(stopAll.Token).AsTask();
+                var done = await Task.WhenAny(handshakes.Append<Task>(accepting));
+                if (done == accepting)
+                {
+                    var accepted = accepting;
+                    accepting = null;
+                    Socket socket;
+                    try
+                    {
+                        socket = await accepted;
+                    }
+                    catch (OperationCanceledException ex) when (lastRejection is not null)
+                    {
+                        throw new TunnelException(lastRejection.ErrorId, lastRejection.Kind,
+                            $"No sender was accepted before the wait ended; {rejected} connection(s) were rejected, the last one because: {lastRejection.Message}", ex)
+                        { Target = LocalEndpoint };
+                    }
+
+                    handshakes.Add(HandshakeAsync(socket, stopAll.Token));
+                    continue;
+                }
+
+                var handshake = (Task<IncomingTunnel>)done;
+                handshakes.Remove(handshake);
+                try
+                {
+                    var tunnel = await handshake;
+                    _listener.Stop();
+                    return tunnel;
+                }
+                catch (TunnelException ex)
+                {
+                    rejected++;
+                    lastRejection = ex;
+                }
             }
-            catch (OperationCanceledException ex) when (lastRejection is not null)
+        }
+        finally
+        {
+            await stopAll.CancelAsync();
+            // The others end with the cancellation; one that won a race meanwhile is closed.
+            foreach (var other in handshakes)
             {
-                throw new TunnelException(lastRejection.ErrorId, lastRejection.Kind,
-                    $"No sender was accepted before the wait ended; {rejected} connection(s) were rejected, the last one because: {lastRejection.Message}", ex)
-                { Target = LocalEndpoint };
+                _ = other.ContinueWith(t => t.Result.DisposeAsync(), CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
+                _ = other.ContinueWith(t => t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
             }
 
-            EndPoint? remote = socket.RemoteEndPoint;
-            TcpLiveness.Apply(socket, _options.IdleTimeout);
-            var stream = new NetworkStream(socket, ownsSocket: true);
+            _ = accepting?.ContinueWith(t => t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+        }
+    }
+
+    /// <summary>One connection's handshake, within its own deadline; a TunnelException means rejected.</summary>
+    private async Task<IncomingTunnel> HandshakeAsync(Socket socket, CancellationToken ct)
+    {
+        EndPoint? remote = socket.RemoteEndPoint;
+        TcpLiveness.Apply(socket, _options.IdleTimeout);
+        var stream = new NetworkStream(socket, ownsSocket: true);
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            timeout.CancelAfter(_options.HandshakeTimeout);
             SessionKeys keys;
             try
             {
-                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-                timeout.CancelAfter(_options.HandshakeTimeout);
-                try
-                {
-                    keys = await Handshake.ServerAsync(stream, _token, timeout.Token);
-                }
-                catch (OperationCanceledException ex) when (!ct.IsCancellationRequested)
-                {
-                    throw new TunnelException(TunnelException.HandshakeTimeout, ErrorKind.OperationTimeout,
-                        $"The connection from {remote} did not finish the tunnel handshake within {_options.HandshakeTimeout.TotalSeconds:0.#} s.", ex);
-                }
+                keys = await Handshake.ServerAsync(stream, _token, timeout.Token);
             }
-            catch (TunnelException ex)
+            catch (OperationCanceledException ex) when (!ct.IsCancellationRequested)
             {
-                rejected++;
-                lastRejection = ex;
-                _logger.LogWarning("Tunnel: rejected the connection from {Remote}: {Reason}", remote, ex.Message);
-                await stream.DisposeAsync();
-                continue;
-            }
-            catch
-            {
-                await stream.DisposeAsync();
-                throw;
+                throw new TunnelException(TunnelException.HandshakeTimeout, ErrorKind.OperationTimeout,
+                    $"The connection from {remote} did not finish the tunnel handshake within {_options.HandshakeTimeout.TotalSeconds:0.#} s.", ex);
             }
 
-            _listener.Stop();
             _logger.LogInformation("Tunnel: sender {Remote} authenticated", remote);
             return new IncomingTunnel(stream, keys, _options, _logger);
+        }
+        catch (Exception ex)
+        {
+            if (ex is TunnelException)
+            {
+                _logger.LogWarning("Tunnel: rejected the connection from {Remote}: {Reason}", remote, ex.Message);
+            }
+
+            await stream.DisposeAsync();
+            throw;
         }
     }
 
