@@ -27,7 +27,8 @@ public sealed class RunDirectory
 
     public RunDirectory(string path)
     {
-        Path = System.IO.Path.GetFullPath(path);
+        // Without a trailing '/': lstat("link/") would follow the link it must report.
+        Path = System.IO.Path.TrimEndingDirectorySeparator(System.IO.Path.GetFullPath(path));
     }
 
     public string Path { get; }

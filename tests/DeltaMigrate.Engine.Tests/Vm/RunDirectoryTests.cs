@@ -48,14 +48,15 @@ public sealed partial class RunDirectoryTests : IDisposable
         Assert.Contains(RunDirectory.EnvironmentVariable, error.Message);
     }
 
-    [Fact]
-    public void EnsureSecure_RefusesASymlinkedFolder()
+    [Theory]
+    [InlineData("link")]
+    [InlineData("link/")]
+    public void EnsureSecure_RefusesASymlinkedFolder(string name)
     {
         var real = Directory.CreateDirectory(Path.Combine(_root, "real"), Mode0700).FullName;
-        var link = Path.Combine(_root, "link");
-        Directory.CreateSymbolicLink(link, real);
+        Directory.CreateSymbolicLink(Path.Combine(_root, "link"), real);
 
-        var error = AssertInsecure(() => new RunDirectory(link).EnsureSecure());
+        var error = AssertInsecure(() => new RunDirectory(Path.Combine(_root, name)).EnsureSecure());
 
         Assert.Contains("symbolic link", error.Message);
     }
