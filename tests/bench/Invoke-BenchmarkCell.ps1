@@ -42,7 +42,7 @@ $ProgressPreference = 'SilentlyContinue'
 Import-Module $ModulePath -Force
 
 $runDir = Join-Path ([IO.Path]::GetTempPath()) "dm-bench-$([guid]::NewGuid().ToString('n').Substring(0, 8))"
-New-Item -ItemType Directory $runDir | Out-Null
+$null = [IO.Directory]::CreateDirectory($runDir, [IO.UnixFileMode]'UserRead, UserWrite, UserExecute')   # the module refuses anything looser
 $env:DELTAMIGRATE_RUNDIR = $runDir
 
 function Wait-Until([scriptblock] $Condition, [string] $What, [int] $TimeoutSeconds = 180) {

@@ -60,6 +60,34 @@ Describe 'Errors that say what to do' {
             Should -Throw -ErrorId 'KernelNotFound,DeltaMigrate.Module.Commands.StartKvmVMCommand'
     }
 
+    It '<_> refuses a run directory other users can write to' -ForEach 'Get-KvmVM', 'Start-KvmVM' {
+        $open = Join-Path ([IO.Path]::GetTempPath()) "dm-pester-open-$([guid]::NewGuid().ToString('n').Substring(0, 8))"
+        $null = [IO.Directory]::CreateDirectory($open)
+        [IO.File]::SetUnixFileMode($open, [IO.UnixFileMode]0x1FF)   # 0777
+        $env:DELTAMIGRATE_RUNDIR = $open
+        try {
+            $command = if ($_ -eq 'Get-KvmVM') { { Get-KvmVM -ErrorAction Stop } } else { { Start-KvmVM -Name open-vm -Memory 64MB -Kernel $Guest -ErrorAction Stop } }
+            $command | Should -Throw -ErrorId "RunDirectoryInsecure,DeltaMigrate.Module.Commands.$($_ -replace '-', '')Command"
+            $command | Should -Throw -ExpectedMessage "*mode is 0777*set `$DELTAMIGRATE_RUNDIR to a folder you own with mode 0700*"
+            Get-ChildItem $open | Should -BeNullOrEmpty -Because 'nothing is written into a folder that is refused'
+        }
+        finally {
+            $env:DELTAMIGRATE_RUNDIR = $RunDir
+            Remove-Item -Recurse -Force $open
+        }
+    }
+
+    It 'Start-KvmVM keeps its serial log, pid file, record and sockets private (0600)' {
+        $vm = Start-TestDestination -Name 'private-vm'
+        try {
+            foreach ($file in $vm.SerialLog, (Join-Path $RunDir 'private-vm.pid'), (Join-Path $RunDir 'private-vm.json'), (Join-Path $RunDir 'private-vm.qmp'), (Join-Path $RunDir 'private-vm.query.qmp')) {
+                [IO.File]::GetUnixFileMode($file) | Should -Be ([IO.UnixFileMode]'UserRead, UserWrite') -Because "$file is for its owner only"
+            }
+            [IO.File]::GetUnixFileMode($RunDir) | Should -Be ([IO.UnixFileMode]'UserRead, UserWrite, UserExecute')
+        }
+        finally { Get-KvmVM 'private-vm' | Stop-KvmVM -Force -Confirm:$false }
+    }
+
     It 'Start-KvmVM -WhatIf starts nothing' {
         Start-KvmVM -Name whatif-vm -Memory 64MB -Kernel $Guest -WhatIf
         Get-KvmVM -Name 'whatif-*' | Should -BeNullOrEmpty

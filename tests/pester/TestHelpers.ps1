@@ -9,7 +9,8 @@ $script:Machine = 'pc-i440fx-7.2'
 
 function Initialize-TestRunDirectory {
     $dir = Join-Path ([IO.Path]::GetTempPath()) "dm-pester-$([guid]::NewGuid().ToString('n').Substring(0, 8))"
-    New-Item -ItemType Directory $dir | Out-Null
+    # 0700: the module refuses a run directory other users can reach into (RunDirectoryInsecure).
+    $null = [IO.Directory]::CreateDirectory($dir, [IO.UnixFileMode]'UserRead, UserWrite, UserExecute')
     $env:DELTAMIGRATE_RUNDIR = $dir
     $dir
 }

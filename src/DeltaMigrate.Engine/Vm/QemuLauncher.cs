@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -18,7 +17,7 @@ public sealed class QemuLauncher(RunDirectory runDirectory, ILogger? logger = nu
     public async Task<VmRecord> StartAsync(VmSpec spec, CancellationToken cancellationToken = default)
     {
         Validate(spec);
-        RunDirectory.Create();
+        RunDirectory.EnsureSecure();
         var existing = RunDirectory.Load(spec.Name);
         if (existing is not null && IsAlive(existing.Pid))
         {
@@ -28,6 +27,7 @@ public sealed class QemuLauncher(RunDirectory runDirectory, ILogger? logger = nu
         }
 
         RunDirectory.Remove(spec.Name);
+        RunDirectory.PrepareQemuFiles(spec.Name);
         var qemu = ResolveQemu(spec.QemuPath);
         var arguments = BuildArguments(spec, qemu);
         _logger.LogInformation("Starting VM {Name}: {Qemu} {Arguments}", spec.Name, qemu, string.Join(' ', arguments));
@@ -51,7 +51,8 @@ public sealed class QemuLauncher(RunDirectory runDirectory, ILogger? logger = nu
             }
         }
 
-        var pid = int.Parse(File.ReadAllText(RunDirectory.PidFile(spec.Name)).Trim(), CultureInfo.InvariantCulture);
+        var pid = RunDirectory.ReadPid(spec.Name);
+        RunDirectory.RestrictSockets(spec.Name);
         var record = new VmRecord
         {
             Name = spec.Name,

@@ -1,6 +1,7 @@
 using System.Collections;
 using System.Management.Automation;
 using System.Management.Automation.Language;
+using DeltaMigrate.Engine;
 using DeltaMigrate.Engine.Vm;
 
 namespace DeltaMigrate.Module.Infrastructure;
@@ -20,9 +21,9 @@ public sealed class VmNameCompleter : IArgumentCompleter
             // A pattern with a wildcard never throws NotFound: no match is an empty list.
             records = VmResolver.Find(wordToComplete.Trim('\'', '"') + "*");
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or EngineException)
         {
-            yield break;   // no run directory (yet), or not ours: nothing to offer
+            yield break;   // a run directory we cannot read or do not trust: nothing to offer
         }
 
         foreach (var r in records.OrderBy(r => r.Name, StringComparer.OrdinalIgnoreCase))

@@ -7,7 +7,8 @@ namespace DeltaMigrate.Module.Infrastructure;
 /// <summary>Finds the VMs a -Name names, in the run directory.</summary>
 internal static class VmResolver
 {
-    public static RunDirectory RunDirectory => RunDirectory.Default;
+    /// <summary>The default run directory, refused (RunDirectoryInsecure) unless it is ours alone: its records are trusted.</summary>
+    public static RunDirectory RunDirectory => RunDirectory.Default.EnsureSecure();
 
     /// <summary>Records whose name matches; a name without wildcards that matches nothing is an error.</summary>
     public static IEnumerable<VmRecord> Find(string pattern)
