@@ -16,6 +16,9 @@ public enum FaultAction
 
     /// <summary>Only report the frame (<see cref="FaultProxy.Fired"/>): the test injects its own fault then (Ctrl-C).</summary>
     Signal,
+
+    /// <summary>Report the frame and hold it (and all after it, that way) until <see cref="FaultProxy.Release"/>: the test kills a process meanwhile.</summary>
+    Hold,
 }
 
 /// <summary>
@@ -34,6 +37,7 @@ internal sealed class FaultProxy : IAsyncDisposable
     private readonly FaultAction _action;
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource _fired = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<bool> _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly List<Socket> _sockets = [];
     private readonly Task _accept;
     private volatile bool _holding;
@@ -102,6 +106,10 @@ internal sealed class FaultProxy : IAsyncDisposable
                 if (_armed && fromSender == _fromSender && (_triggerType is null || type == _triggerType) && Interlocked.Increment(ref _seen) == _occurrence)
                 {
                     Strike();
+                    if (_action == FaultAction.Hold && !await _released.Task.WaitAsync(_stop.Token))
+                    {
+                        throw new OperationCanceledException("the held frame is dropped");
+                    }
                 }
 
                 if (_holding)
@@ -125,10 +133,13 @@ internal sealed class FaultProxy : IAsyncDisposable
 
     public void Arm() => _armed = true;
 
+    /// <summary>Lets a held frame go on, or drops it (and resets the link), as if its sender had died before sending it.</summary>
+    public void Release(bool forward) => _released.TrySetResult(forward);
+
     private void Strike()
     {
         _fired.TrySetResult();
-        if (_action == FaultAction.Signal)
+        if (_action is FaultAction.Signal or FaultAction.Hold)
         {
             return;
         }
