@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using DeltaMigrate.Engine.Migration;
 using DeltaMigrate.Engine.Qmp;
@@ -34,7 +33,6 @@ public sealed class FaultMatrixTests : IAsyncLifetime
 {
     private static readonly TimeSpan LinkTimeout = TimeSpan.FromSeconds(3);
     internal static readonly string Root = FindRoot();
-    private static readonly string Guest = Path.Combine(Root, "tests/guest/out/guest.elf");
 
     private readonly string _directory = Directory.CreateTempSubdirectory("dm-faults-").FullName;
     private RunDirectory _runDirectory = null!;
@@ -72,30 +70,12 @@ public sealed class FaultMatrixTests : IAsyncLifetime
     public Task InitializeAsync()
     {
         QemuProcess.RequireQemu();
-        Assert.True(File.Exists(Guest), $"The test guest {Guest} is missing: run `dotnet pwsh ./build.ps1 deps`.");
         _runDirectory = new RunDirectory(_directory);
         _launcher = new QemuLauncher(_runDirectory);
         return Task.CompletedTask;
     }
 
-    public async Task DisposeAsync()
-    {
-        foreach (var record in _runDirectory.LoadAll())
-        {
-            try
-            {
-                using var process = Process.GetProcessById(record.Pid);
-                process.Kill();
-                await process.WaitForExitAsync();
-            }
-            catch (Exception)
-            {
-                // already gone
-            }
-        }
-
-        Directory.Delete(_directory, recursive: true);
-    }
+    public Task DisposeAsync() => TestVms.RemoveAllAsync(_directory);
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -105,8 +85,8 @@ public sealed class FaultMatrixTests : IAsyncLifetime
         FrameType? frame = frameName is null ? null : Enum.Parse<FrameType>(frameName);
         using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         var ct = limit.Token;
-        var source = await StartSourceAsync("src", ct);
-        var destination = await _launcher.StartAsync(Spec("dst") with { Incoming = true }, ct);
+        var source = await TestVms.StartSourceAsync(_launcher, "src", ct);
+        var destination = await _launcher.StartAsync(TestVms.Spec("dst") with { Incoming = true }, ct);
         var token = MigrationToken.Create();
         var receiver = new ReceiveSession(destination, new IPEndPoint(IPAddress.Loopback, 0), token) { LinkTimeout = LinkTimeout };
         var ready = new TaskCompletionSource<ReceiverReady>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -134,13 +114,13 @@ public sealed class FaultMatrixTests : IAsyncLifetime
                 KeepSource = true, // so its state can be asserted afterwards
                 Timeout = TimeSpan.FromSeconds(60),
             });
-        var sent = await EndOf(session.RunAsync(ct));
-        var received = await EndOf(receiving);
+        var sent = await TestVms.EndOf(session.RunAsync(ct));
+        var received = await TestVms.EndOf(receiving);
         Assert.True(proxy.Fired.IsCompleted, $"The fault ({action} at {frame?.ToString() ?? "any frame"}) never struck: the case tested nothing.");
 
         var bothRunning = await watch.StopAsync();
-        var sourceState = await StateAsync(source, ct);
-        var destinationState = await StateAsync(destination, ct);
+        var sourceState = await TestVms.StateAsync(source, ct);
+        var destinationState = await TestVms.StateAsync(destination, ct);
         FaultLog.Append(phase, mode, frame, action, sent, received, sourceState, destinationState, bothRunning, watch.Samples);
 
         Assert.Equal(0, bothRunning);
@@ -159,9 +139,9 @@ public sealed class FaultMatrixTests : IAsyncLifetime
     {
         using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         var ct = limit.Token;
-        var source = await StartSourceAsync("ok-src", ct);
+        var source = await TestVms.StartSourceAsync(_launcher, "ok-src", ct);
         // -Paused: the destination commits but stays paused, so its RAM can be compared with the source's.
-        var destination = await _launcher.StartAsync(Spec("ok-dst") with { Incoming = true, Paused = true }, ct);
+        var destination = await _launcher.StartAsync(TestVms.Spec("ok-dst") with { Incoming = true, Paused = true }, ct);
         await using var watch = await SplitBrainWatch.StartAsync(source, destination, ct);
         var result = await new MigrationSession(
             new MigrationRequest(source.Name, source.ControlSocket, new LocalVmTarget(destination)),
@@ -178,14 +158,14 @@ public sealed class FaultMatrixTests : IAsyncLifetime
         using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         var ct = limit.Token;
         // The source has a device the destination lacks: QEMU on the destination refuses the stream.
-        var source = await StartSourceAsync("load-src", ct, ["-device", "virtio-rng-pci"]);
-        var destination = await _launcher.StartAsync(Spec("load-dst") with { Incoming = true }, ct);
+        var source = await TestVms.StartSourceAsync(_launcher, "load-src", ct, ["-device", "virtio-rng-pci"]);
+        var destination = await _launcher.StartAsync(TestVms.Spec("load-dst") with { Incoming = true }, ct);
         var failure = await Assert.ThrowsAsync<MigrationFailedException>(() => new MigrationSession(
             new MigrationRequest(source.Name, source.ControlSocket, new LocalVmTarget(destination)),
             new MigrationOptions { LinkTimeout = LinkTimeout }).RunAsync(ct));
 
         Assert.Contains("did not load", failure.Message);
-        Assert.Equal(("running", "exited"), (await StateAsync(source, ct), await StateAsync(destination, ct)));
+        Assert.Equal(("running", "exited"), (await TestVms.StateAsync(source, ct), await TestVms.StateAsync(destination, ct)));
         FaultLog.Append("loading", CompressionMode.Delta, null, null, "failed", "failed", "running", "exited", 0, 0);
     }
 
@@ -194,15 +174,15 @@ public sealed class FaultMatrixTests : IAsyncLifetime
     {
         using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         var ct = limit.Token;
-        var source = await StartSourceAsync("mt-src", ct);
-        var destination = await _launcher.StartAsync(Spec("mt-dst") with { Incoming = true, Machine = "pc-i440fx-7.1" }, ct);
+        var source = await TestVms.StartSourceAsync(_launcher, "mt-src", ct);
+        var destination = await _launcher.StartAsync(TestVms.Spec("mt-dst") with { Incoming = true, Machine = "pc-i440fx-7.1" }, ct);
         var refused = await Assert.ThrowsAsync<EngineException>(() => new MigrationSession(
             new MigrationRequest(source.Name, source.ControlSocket, new LocalVmTarget(destination)),
             new MigrationOptions { LinkTimeout = LinkTimeout }).RunAsync(ct));
 
         Assert.Equal("MachineTypeMismatch", refused.ErrorId);
         Assert.Contains("-Machine pc-i440fx-7.2", refused.Message);
-        Assert.Equal(("running", "inmigrate"), (await StateAsync(source, ct), await StateAsync(destination, ct)));
+        Assert.Equal(("running", "inmigrate"), (await TestVms.StateAsync(source, ct), await TestVms.StateAsync(destination, ct)));
     }
 
     [Fact]
@@ -210,8 +190,8 @@ public sealed class FaultMatrixTests : IAsyncLifetime
     {
         using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         var ct = limit.Token;
-        var source = await StartSourceAsync("cc-src", ct);
-        var destination = await _launcher.StartAsync(Spec("cc-dst") with { Incoming = true }, ct);
+        var source = await TestVms.StartSourceAsync(_launcher, "cc-src", ct);
+        var destination = await _launcher.StartAsync(TestVms.Spec("cc-dst") with { Incoming = true }, ct);
         await using var watch = await SplitBrainWatch.StartAsync(source, destination, ct);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var running = new MigrationSession(
@@ -222,64 +202,8 @@ public sealed class FaultMatrixTests : IAsyncLifetime
 
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => running);
         Assert.Equal(0, await watch.StopAsync());
-        Assert.Equal(("running", "exited"), (await StateAsync(source, ct), await StateAsync(destination, ct)));
+        Assert.Equal(("running", "exited"), (await TestVms.StateAsync(source, ct), await TestVms.StateAsync(destination, ct)));
         FaultLog.Append("pre-copy (Ctrl-C)", CompressionMode.Delta, null, null, "cancelled", "failed", "running", "exited", 0, watch.Samples);
-    }
-
-    private static async Task<string> EndOf(Task task)
-    {
-        try
-        {
-            await task;
-            return "completed";
-        }
-        catch (MigrationInDoubtException)
-        {
-            return "in doubt";
-        }
-        catch (OperationCanceledException)
-        {
-            return "cancelled";
-        }
-        catch (EngineException)
-        {
-            return "failed";
-        }
-    }
-
-    private VmSpec Spec(string name) => new()
-    {
-        Name = name,
-        MemoryBytes = 128L << 20,
-        Kernel = Guest,
-        Append = "ws=32 hot=8 rate=2000 bytes=16 pattern=scatter fill=random",
-        Machine = "pc-i440fx-7.2",
-        Accelerator = Accelerator.Tcg,
-    };
-
-    /// <summary>A source whose guest has filled its working set and dirties memory.</summary>
-    private async Task<VmRecord> StartSourceAsync(string name, CancellationToken ct, IReadOnlyList<string>? extra = null)
-    {
-        var record = await _launcher.StartAsync(Spec(name) with { ExtraArguments = extra ?? [] }, ct);
-        var clock = Stopwatch.StartNew();
-        while (!File.Exists(record.SerialLog) || !(await File.ReadAllTextAsync(record.SerialLog, ct)).Contains("DMGUEST ready", StringComparison.Ordinal))
-        {
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), $"The guest of '{name}' did not get ready.");
-            await Task.Delay(50, ct);
-        }
-
-        return record;
-    }
-
-    private static async Task<string> StateAsync(VmRecord vm, CancellationToken ct)
-    {
-        if (!QemuLauncher.IsAlive(vm.Pid))
-        {
-            return "exited";
-        }
-
-        await using var qmp = await QmpClient.ConnectUnixAsync(vm.QuerySocket, null, TimeSpan.FromSeconds(5), ct);
-        return (await qmp.QueryStatusAsync(ct)).Status;
     }
 
     private async Task<string> SaveRamAsync(VmRecord vm, CancellationToken ct)

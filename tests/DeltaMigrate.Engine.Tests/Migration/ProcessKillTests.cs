@@ -3,7 +3,6 @@ using System.Net;
 using System.Runtime.Versioning;
 using System.Text.Json;
 using DeltaMigrate.Engine.Migration;
-using DeltaMigrate.Engine.Qmp;
 using DeltaMigrate.Engine.Tests.Qmp;
 using DeltaMigrate.Engine.Transport;
 using DeltaMigrate.Engine.Vm;
@@ -19,7 +18,6 @@ namespace DeltaMigrate.Engine.Tests.Migration;
 public sealed class ProcessKillTests : IAsyncLifetime
 {
     private static readonly TimeSpan LinkTimeout = TimeSpan.FromSeconds(3);
-    private static readonly string Guest = Path.Combine(FaultMatrixTests.Root, "tests/guest/out/guest.elf");
 
     private readonly string _directory = Directory.CreateTempSubdirectory("dm-kill-").FullName;
     private QemuLauncher _launcher = null!;
@@ -33,29 +31,13 @@ public sealed class ProcessKillTests : IAsyncLifetime
         return Task.CompletedTask;
     }
 
-    public async Task DisposeAsync()
-    {
-        foreach (var record in new RunDirectory(_directory).LoadAll())
-        {
-            try
-            {
-                using var process = Process.GetProcessById(record.Pid);
-                process.Kill();
-                await process.WaitForExitAsync();
-            }
-            catch (Exception)
-            {
-                // already gone
-            }
-        }
-
-        Directory.Delete(_directory, recursive: true);
-    }
+    public Task DisposeAsync() => TestVms.RemoveAllAsync(_directory);
 
     [Theory]
     [InlineData("pre-copy", "Data", 30, "running", "exited")]
     [InlineData("after the last data", "End", 1, "running", "not running")]
-    [InlineData("after Loaded", "Loaded", 1, "postmigrate", "paused")]
+    // Loaded was on its way when the receiver died; the dead socket resets the link before it arrives.
+    [InlineData("after Loaded", "Loaded", 1, "running", "paused")]
     public async Task TheReceivingProcessKilled_LeavesNoSecondRunningCopy(string phase, string frame, int occurrence, string sourceExpected, string destinationExpected)
     {
         using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(3));
@@ -69,7 +51,7 @@ public sealed class ProcessKillTests : IAsyncLifetime
         await using var watch = await SplitBrainWatch.StartAsync(source, destination, ct);
         _ = proxy.Fired.ContinueWith(_ => KillAndRelease(receiver, proxy, sentBeforeDeath: type == FrameType.Loaded), TaskScheduler.Default);
 
-        var sent = await EndOf(new MigrationSession(
+        var sent = await TestVms.EndOf(new MigrationSession(
             new MigrationRequest(source.Name, source.ControlSocket, new RemoteTarget("127.0.0.1", proxy.Port)),
             new MigrationOptions
             {
@@ -82,8 +64,8 @@ public sealed class ProcessKillTests : IAsyncLifetime
 
         Assert.True(proxy.Fired.IsCompleted, "The phase was never reached: the case tested nothing.");
         Assert.Equal(0, await watch.StopAsync());
-        var sourceState = await StateAsync(source, ct);
-        var destinationState = await StateAsync(destination, ct);
+        var sourceState = await TestVms.StateAsync(source, ct);
+        var destinationState = await TestVms.StateAsync(destination, ct);
         FaultLog.Append(phase + " (receiver killed)", CompressionMode.Delta, type, null, sent, "killed", sourceState, destinationState, 0, watch.Samples);
         Assert.Equal(sourceExpected, sourceState);
         Assert.Equal(destinationExpected, destinationExpected == "not running" && destinationState is "paused" or "exited" ? "not running" : destinationState);
@@ -118,10 +100,10 @@ public sealed class ProcessKillTests : IAsyncLifetime
         await proxy.Fired.WaitAsync(TimeSpan.FromSeconds(90), ct);
         KillAndRelease(sender, proxy, sentBeforeDeath: false);
 
-        var received = await EndOf(receiving);
+        var received = await TestVms.EndOf(receiving);
         Assert.Equal(0, await watch.StopAsync());
-        var sourceState = await StateAsync(source, ct);
-        var destinationState = await StateAsync(destination, ct);
+        var sourceState = await TestVms.StateAsync(source, ct);
+        var destinationState = await TestVms.StateAsync(destination, ct);
         FaultLog.Append(phase + " (sender killed)", CompressionMode.Delta, type, null, "killed", received, sourceState, destinationState, 0, watch.Samples);
         Assert.Equal((sourceExpected, destinationExpected, receiverExpected), (sourceState, destinationState, received));
     }
@@ -165,9 +147,10 @@ public sealed class ProcessKillTests : IAsyncLifetime
         var seen = new List<string>();
         while (await process.StandardOutput.ReadLineAsync(ct).AsTask().WaitAsync(TimeSpan.FromSeconds(60), ct) is { } line)
         {
-            if (line.StartsWith('{'))
+            // pwsh may put terminal mode sequences in front of the first line.
+            if (line.IndexOf('{') is var start and >= 0)
             {
-                return line;
+                return line[start..];
             }
 
             seen.Add(line);
@@ -176,54 +159,7 @@ public sealed class ProcessKillTests : IAsyncLifetime
         throw new InvalidOperationException("The receiver printed no ready object: " + string.Join(" | ", seen));
     }
 
-    private async Task<(VmRecord Source, VmRecord Destination)> StartPairAsync(CancellationToken ct)
-    {
-        var spec = new VmSpec
-        {
-            Name = "src",
-            MemoryBytes = 128L << 20,
-            Kernel = Guest,
-            Append = "ws=32 hot=8 rate=2000 bytes=16 pattern=scatter fill=random",
-            Machine = "pc-i440fx-7.2",
-            Accelerator = Accelerator.Tcg,
-        };
-        var source = await _launcher.StartAsync(spec, ct);
-        var clock = Stopwatch.StartNew();
-        while (!File.Exists(source.SerialLog) || !(await File.ReadAllTextAsync(source.SerialLog, ct)).Contains("DMGUEST ready", StringComparison.Ordinal))
-        {
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), "The source's guest did not get ready.");
-            await Task.Delay(50, ct);
-        }
+    private async Task<(VmRecord Source, VmRecord Destination)> StartPairAsync(CancellationToken ct) =>
+        (await TestVms.StartSourceAsync(_launcher, "src", ct), await _launcher.StartAsync(TestVms.Spec("dst") with { Incoming = true }, ct));
 
-        var destination = await _launcher.StartAsync(spec with { Name = "dst", Incoming = true }, ct);
-        return (source, destination);
-    }
-
-    private static async Task<string> EndOf(Task task)
-    {
-        try
-        {
-            await task;
-            return "completed";
-        }
-        catch (MigrationInDoubtException)
-        {
-            return "in doubt";
-        }
-        catch (EngineException)
-        {
-            return "failed";
-        }
-    }
-
-    private static async Task<string> StateAsync(VmRecord vm, CancellationToken ct)
-    {
-        if (!QemuLauncher.IsAlive(vm.Pid))
-        {
-            return "exited";
-        }
-
-        await using var qmp = await QmpClient.ConnectUnixAsync(vm.QuerySocket, null, TimeSpan.FromSeconds(5), ct);
-        return (await qmp.QueryStatusAsync(ct)).Status;
-    }
 }
