@@ -15,10 +15,13 @@ public sealed class IncomingTunnel : IAsyncDisposable
 
     private readonly FrameLink _link;
     private readonly ILogger _logger;
+    private readonly TimeSpan _destinationTimeout;
 
     internal IncomingTunnel(System.IO.Stream stream, SessionKeys keys, TunnelOptions options, ILogger logger)
     {
         _logger = logger;
+        // While a write into the destination waits, nothing is read from the sender: bound it too.
+        _destinationTimeout = options.IdleTimeout * 4;
         _link = new FrameLink(stream, keys.ReceiverToSender, keys.SenderToReceiver, options, Stats);
     }
 
@@ -88,7 +91,7 @@ public sealed class IncomingTunnel : IAsyncDisposable
                             data = raw.AsMemory(0, decoded);
                         }
 
-                        await destination.WriteAsync(data, ct);
+                        await WriteToDestinationAsync(destination, data, ct);
                         Stats.AddDataFrame(data.Length, frame.IsLz4);
                         break;
 
@@ -111,6 +114,21 @@ public sealed class IncomingTunnel : IAsyncDisposable
             {
                 ArrayPool<byte>.Shared.Return(raw);
             }
+        }
+    }
+
+    private async Task WriteToDestinationAsync(System.IO.Stream destination, ReadOnlyMemory<byte> data, CancellationToken ct)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        deadline.CancelAfter(_destinationTimeout);
+        try
+        {
+            await destination.WriteAsync(data, deadline.Token);
+        }
+        catch (OperationCanceledException ex) when (!ct.IsCancellationRequested)
+        {
+            throw new TunnelException("DestinationStalled", ErrorKind.OperationTimeout,
+                $"The destination took none of the stream for {_destinationTimeout.TotalSeconds:0} s: its QEMU hangs.", ex);
         }
     }
 

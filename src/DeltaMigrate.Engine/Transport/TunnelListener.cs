@@ -123,8 +123,32 @@ public sealed class TunnelListener : IAsyncDisposable
                     {
                         socket = await accepted;
                     }
-                    catch (OperationCanceledException ex) when (lastRejection is not null)
+                    catch (OperationCanceledException ex)
                     {
+                        // The wait ended: a rejection still being answered counts too, and says more than "cancelled".
+                        foreach (var pending in handshakes)
+                        {
+                            try
+                            {
+                                await (await pending).DisposeAsync();
+                            }
+                            catch (TunnelException rejection)
+                            {
+                                rejected++;
+                                lastRejection = rejection;
+                            }
+                            catch (Exception)
+                            {
+                                // cancelled with the wait
+                            }
+                        }
+
+                        handshakes.Clear();
+                        if (lastRejection is null)
+                        {
+                            throw;
+                        }
+
                         throw new TunnelException(lastRejection.ErrorId, lastRejection.Kind,
                             $"No sender was accepted before the wait ended; {rejected} connection(s) were rejected, the last one because: {lastRejection.Message}", ex)
                         { Target = LocalEndpoint };

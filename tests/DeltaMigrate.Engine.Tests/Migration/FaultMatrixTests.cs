@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using DeltaMigrate.Engine.Migration;
 using DeltaMigrate.Engine.Qmp;
@@ -183,6 +184,54 @@ public sealed class FaultMatrixTests : IAsyncLifetime
         Assert.Equal("MachineTypeMismatch", refused.ErrorId);
         Assert.Contains("-Machine pc-i440fx-7.2", refused.Message);
         Assert.Equal(("running", "inmigrate"), (await TestVms.StateAsync(source, ct), await TestVms.StateAsync(destination, ct)));
+    }
+
+    [Fact]
+    public async Task CtrlC_InTheFinalCopy_AbortsBeforeTheCommit_AndTheSourceRunsOn()
+    {
+        using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        var ct = limit.Token;
+        var source = await TestVms.StartSourceAsync(_launcher, "ccs-src", ct);
+        var destination = await _launcher.StartAsync(TestVms.Spec("ccs-dst") with { Incoming = true }, ct);
+        await using var watch = await SplitBrainWatch.StartAsync(source, destination, ct);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        // Ctrl-C the moment the source stops for its final copy: QEMU may still finish as completed,
+        // but nothing was committed, so the destination goes and the source runs again.
+        _ = watch.SourceStopped.ContinueWith(_ => stop.Cancel(), TaskScheduler.Default);
+        var outcome = await TestVms.EndOf(new MigrationSession(
+            new MigrationRequest(source.Name, source.ControlSocket, new LocalVmTarget(destination)),
+            new MigrationOptions { LinkTimeout = LinkTimeout, Bandwidth = 20L << 20, MaxDowntime = TimeSpan.FromMilliseconds(50) }).RunAsync(stop.Token));
+
+        Assert.True(watch.SourceStopped.IsCompleted, "The source never reached its final copy: the case tested nothing.");
+        Assert.Equal(0, await watch.StopAsync());
+        Assert.Equal(("cancelled", "running", "exited"), (outcome, await TestVms.StateAsync(source, ct), await TestVms.StateAsync(destination, ct)));
+        FaultLog.Append("stop-and-copy (Ctrl-C)", CompressionMode.Delta, null, null, outcome, "failed", "running", "exited", 0, watch.Samples);
+    }
+
+    [Fact]
+    public async Task ADestinationStuckInInmigrate_IsDetectedAndKilled_AndTheSourceRunsOn()
+    {
+        using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        var ct = limit.Token;
+        var source = await TestVms.StartSourceAsync(_launcher, "stuck-src", ct);
+        var destination = await _launcher.StartAsync(TestVms.Spec("stuck-dst") with { Incoming = true }, ct);
+        await using var watch = await SplitBrainWatch.StartAsync(source, destination, ct);
+        var migrating = new MigrationSession(
+            new MigrationRequest(source.Name, source.ControlSocket, new LocalVmTarget(destination)),
+            new MigrationOptions { LinkTimeout = LinkTimeout, Bandwidth = 2L << 20 }).RunAsync(ct);
+        await watch.SourceMigrating.WaitAsync(TimeSpan.FromSeconds(30), ct);
+        // The destination's QEMU hangs (SIGSTOP): it neither loads nor answers its monitor.
+        using (var hang = Process.Start("kill", ["-STOP", destination.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+        {
+            await hang.WaitForExitAsync(ct);
+        }
+
+        var failure = await Assert.ThrowsAsync<MigrationFailedException>(() => migrating);
+        // No -Timeout: the link's own deadline (TCP_USER_TIMEOUT on the unread stream, or the write deadline) notices.
+        Assert.Equal(("MigrationFailed", "running"), (failure.ErrorId, failure.Result.SourceState));
+        Assert.Equal(0, await watch.StopAsync());
+        Assert.Equal(("running", "exited"), (await TestVms.StateAsync(source, ct), await TestVms.StateAsync(destination, ct)));
+        FaultLog.Append("destination hung (SIGSTOP)", CompressionMode.Delta, null, null, "failed", "failed", "running", "exited", 0, watch.Samples);
     }
 
     [Fact]

@@ -117,6 +117,10 @@ internal sealed class DestinationLink : IAsyncDisposable
         {
             return "paused";
         }
+        catch (TimeoutException)
+        {
+            return "unknown (its half did not finish in time; it can never run without a commit)";
+        }
         catch (Exception)
         {
             return "exited";

@@ -106,7 +106,15 @@ public sealed class DestinationVm : IAsyncDisposable
     public async Task<int?> ListenAsync(string uri, CancellationToken ct)
     {
         await _qmp.MigrateSetCapabilitiesAsync(new Dictionary<string, bool> { ["events"] = true }, ct);
-        await _qmp.MigrateIncomingAsync(uri, ct);
+        // QEMU 9.1+ can stay up after a stream it cannot load, so its reason reaches us (older ones
+        // exit and print it on their stderr); we remove it ourselves then.
+        var arguments = new Dictionary<string, object> { ["uri"] = uri };
+        if ((await _qmp.QueryVersionAsync(ct)).Qemu >= new Version(9, 1))
+        {
+            arguments["exit-on-error"] = false;
+        }
+
+        await _qmp.ExecuteAsync("migrate-incoming", arguments, null, ct);
         if (!uri.StartsWith("tcp:", StringComparison.Ordinal))
         {
             return null;
@@ -184,12 +192,18 @@ public sealed class DestinationVm : IAsyncDisposable
     {
         try
         {
-            await WaitLoadedAsync(TimeSpan.FromSeconds(2), CancellationToken.None);
+            // Briefly: a hung QEMU must not hold up the abort.
+            using var budget = new CancellationTokenSource(TimeSpan.FromSeconds(3));
+            await WaitLoadedAsync(TimeSpan.FromSeconds(2), budget.Token);
             return null;
         }
         catch (EngineException e)
         {
             return e.Message;
+        }
+        catch (OperationCanceledException)
+        {
+            return "its monitor does not answer (the QEMU hangs)";
         }
     }
 
