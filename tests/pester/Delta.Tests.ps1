@@ -85,7 +85,8 @@ Describe 'Receive-KvmVM: the destination host runs the receiver' {
             $ready.Token | Should -Be $token
             $ready.Endpoint | Should -Match '^127\.0\.0\.1:\d+$'
 
-            $result = Move-KvmVM r-src -Destination $ready.Endpoint -Token $ready.Token -Compress Delta -PassThru
+            # The ready object binds by property name (Endpoint, Token): the two-shell way is a pipeline.
+            $result = $ready | Move-KvmVM r-src -Compress Delta -PassThru
             $result.Status | Should -Be 'Completed'
             $result.DestinationState | Should -Be 'running'
             $result.SourceState | Should -Be 'exited'
@@ -96,6 +97,12 @@ Describe 'Receive-KvmVM: the destination host runs the receiver' {
             $received.DestinationState | Should -Be 'running'
             # The sender's count stops before the commit's two small frames and the last keepalives.
             [math]::Abs($received.WireBytes - $result.BytesTransferred) | Should -BeLessThan 4096
+            # Both sides' logs join on one id; times are UTC.
+            $received.MigrationId | Should -Be $result.MigrationId
+            $result.MigrationId | Should -Not -Be ([guid]::Empty)
+            $result.StartTime.Offset | Should -Be ([TimeSpan]::Zero)
+            $result.EndTime | Should -BeGreaterThan $result.StartTime
+            $received.EndTime | Should -BeGreaterThan $received.StartTime
         }
         finally { $receiver.PowerShell.Dispose() }
         (Get-KvmVM r-dst).State | Should -Be 'running'

@@ -50,6 +50,14 @@ Describe 'Errors that say what to do' {
             Should -Throw -ErrorId 'VMNotFound,DeltaMigrate.Module.Commands.MoveKvmVMCommand'
     }
 
+    It 'a pattern that matches several VMs where one is expected is an error naming them' {
+        $null = Start-TestDestination -Name amb-one
+        $null = Start-TestDestination -Name amb-two
+        $err = { Invoke-KvmQmp 'amb-*' query-status -ErrorAction Stop } | Should -Throw -ErrorId 'AmbiguousVMName,DeltaMigrate.Module.Commands.InvokeKvmQmpCommand' -PassThru
+        $err.Exception.Message | Should -Match 'amb-one, amb-two'
+        Stop-KvmVM 'amb-*' -Force
+    }
+
     It 'Get-KvmVM names an unknown VM but not an empty wildcard' {
         { Get-KvmVM -Name no-such-vm -ErrorAction Stop } | Should -Throw -ErrorId 'VMNotFound,DeltaMigrate.Module.Commands.GetKvmVMCommand'
         Get-KvmVM -Name 'no-such-*' | Should -BeNullOrEmpty

@@ -88,7 +88,9 @@ Describe 'Move-KvmVM when things go wrong: the source keeps running' {
         { Move-KvmVM unreach-src -Destination 127.0.0.1:1 -Compress Native -ErrorAction Stop } |
             Should -Throw -ErrorId 'TokenRequired,DeltaMigrate.Module.Commands.MoveKvmVMCommand'
         $token = 'LUMQfduicNvlRgHZqP--DE71xncBjpnS-kqYGw2tTDk'
-        { Move-KvmVM unreach-src -Destination 127.0.0.1:1 -Compress Delta -Token $token -ErrorAction Stop } |
+        # A SecureString token is taken as well (and parsed: a wrong one would be InvalidMigrationToken).
+        $secure = ConvertTo-SecureString $token -AsPlainText -Force
+        { Move-KvmVM unreach-src -Destination 127.0.0.1:1 -Compress Delta -Token $secure -ErrorAction Stop } |
             Should -Throw -ErrorId 'TunnelConnectFailed,DeltaMigrate.Module.Commands.MoveKvmVMCommand'
         (Get-KvmVM unreach-src).State | Should -Be 'running'
     }

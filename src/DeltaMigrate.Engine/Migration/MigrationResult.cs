@@ -68,6 +68,17 @@ public sealed record MigrationResult
     public required string Source { get; init; }
     public required string Destination { get; init; }
 
+    /// <summary>Shared by both sides' results (Receive-KvmVM's too), so logs of two hosts join on it.</summary>
+    public Guid MigrationId { get; init; }
+
+    /// <summary>UTC, when the migration began and when this result was made.</summary>
+    public DateTimeOffset StartTime { get; init; }
+    public DateTimeOffset EndTime { get; init; }
+
+    /// <summary>This host's name, and the destination's host (this one for a VM on this host).</summary>
+    public string? SourceHost { get; init; }
+    public string? DestinationHost { get; init; }
+
     /// <summary>State of each side afterwards as QEMU reports it (running, paused, postmigrate...).</summary>
     public string? SourceState { get; init; }
     public string? DestinationState { get; init; }

@@ -36,6 +36,8 @@ public sealed class MigrationSession
     private readonly MigrationOptions _options;
     private readonly ILogger _logger;
     private readonly IProgress<MigrationProgress>? _progress;
+    private readonly Guid _migrationId = Guid.NewGuid();
+    private readonly DateTimeOffset _startTime = DateTimeOffset.UtcNow;
     private Func<long>? _wireBytes;
 
     public MigrationSession(MigrationRequest request, MigrationOptions options, ILogger? logger = null, IProgress<MigrationProgress>? progress = null)
@@ -56,7 +58,7 @@ public sealed class MigrationSession
         // receiver, a mismatched machine fail here, with the source untouched).
         await using var link = await OpenLinkAsync(cancellationToken);
         var dataPath = UsesTunnel ? DataPath.Tunnel : DataPath.Qemu;
-        var prepared = await link.PrepareAsync(dataPath, described, cancellationToken);
+        var prepared = await link.PrepareAsync(dataPath, described, _migrationId, cancellationToken);
         var outgoing = new RunDirectory(Path.GetDirectoryName(_request.SourceControlSocket)!).OutgoingSocket(_request.VMName);
         await using var path = OutgoingPath.Create(dataPath, link, prepared, outgoing,
             _options.Compress == CompressionMode.Delta, DeltaCacheBytes(described.MemoryBytes), _logger);
@@ -349,7 +351,7 @@ public sealed class MigrationSession
             ? ((StaysPaused ? loadedAt : committedAt) - frozen.Result.Timestamp) is var d && d > TimeSpan.Zero ? d : result.Downtime
             : result.Downtime;
         var sourceNow = _options.KeepSource ? await DescribeAsync(source) : await QuitSourceAsync(source);
-        return result with { DestinationState = destinationState, SourceState = sourceNow, Downtime = downtime };
+        return result with { DestinationState = destinationState, SourceState = sourceNow, Downtime = downtime, EndTime = DateTimeOffset.UtcNow };
     }
 
     /// <summary>After the commit the source's copy is stale: quit its QEMU, as Hyper-V and libvirt do.</summary>
@@ -443,6 +445,11 @@ public sealed class MigrationSession
             Mode = _options.Compress,
             Source = _request.VMName,
             Destination = _request.Destination.Display,
+            MigrationId = _migrationId,
+            StartTime = _startTime,
+            EndTime = DateTimeOffset.UtcNow,
+            SourceHost = System.Net.Dns.GetHostName(),
+            DestinationHost = _request.Destination is RemoteTarget remote ? remote.Host : System.Net.Dns.GetHostName(),
             SourceState = sourceState,
             DestinationState = destinationState,
             // QEMU 7.2 reports "completed" a moment before it fills in total-time: a 0 means "not yet".

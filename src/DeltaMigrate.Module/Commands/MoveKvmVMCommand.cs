@@ -24,9 +24,10 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
     public VmInfo? VM { get; set; }
 
     /// <summary>A VM object or name waiting on this host (Start-KvmVM -Incoming), or the host:port Receive-KvmVM printed.</summary>
-    [Parameter(Mandatory = true, Position = 1)]
+    [Parameter(Mandatory = true, Position = 1, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNull]
     [ArgumentCompleter(typeof(VmNameCompleter))]
+    [Alias("Endpoint")]
     public object Destination { get; set; } = "";
 
     /// <summary>Delta (default): our tunnel with XBZRLE deltas and LZ4; Lz4; Native (QEMU's XBZRLE); None.</summary>
@@ -39,8 +40,9 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
     public long CacheSize { get; set; }
 
     /// <summary>The token Receive-KvmVM printed, for any mode to host:port.</summary>
-    [Parameter]
+    [Parameter(ValueFromPipelineByPropertyName = true)]
     [ValidateNotNullOrEmpty]
+    [Token]
     public string? Token { get; set; }
 
     /// <summary>Longest acceptable freeze; a number means seconds (0.3 = 300 ms).</summary>

@@ -32,6 +32,7 @@ public sealed class ReceiveKvmVMCommand : EngineCmdlet
     /// <summary>Use this token instead of a fresh one (scripts that hand it over themselves).</summary>
     [Parameter]
     [ValidateNotNullOrEmpty]
+    [Token]
     public string? Token { get; set; }
 
     /// <summary>Give up waiting for the sender after this long (a migration in progress is never cut off); a number means seconds.</summary>

@@ -23,7 +23,19 @@ internal static class VmResolver
         return found;
     }
 
-    public static VmRecord Single(string name) => Find(name).FirstOrDefault() ?? throw NotFound(name);
+    /// <summary>The one VM a name names; a pattern that matches several is an error that lists them (never the first one silently).</summary>
+    public static VmRecord Single(string name)
+    {
+        var found = Find(name).ToList();
+        return found.Count switch
+        {
+            0 => throw NotFound(name),
+            1 => found[0],
+            _ => throw new EngineException("AmbiguousVMName", ErrorKind.InvalidArgument,
+                $"'{name}' matches {found.Count} VMs ({string.Join(", ", found.Select(r => r.Name))}) where one is expected. Name one, or pipe them: Get-KvmVM '{name}' | ...")
+            { Target = name },
+        };
+    }
 
     public static EngineException NotFound(string name) => new("VMNotFound", ErrorKind.NotFound,
         $"No running VM named '{name}' in {RunDirectory.Path}. List VMs with Get-KvmVM, or start one with Start-KvmVM.")

@@ -19,7 +19,7 @@ public sealed record VmDescription(string Name, long MemoryBytes, string Machine
 }
 
 /// <summary>Sender to receiver, first frame after the handshake.</summary>
-public sealed record PrepareRequest(DataPath Path, VmDescription Source);
+public sealed record PrepareRequest(DataPath Path, VmDescription Source, Guid MigrationId);
 
 /// <summary>Receiver to sender: the destination it checked, and where QEMU's own transport connects (unix:PATH, or tcp with the port; the sender knows the host).</summary>
 public sealed record PreparedReply(VmDescription Destination, string? QemuUnixPath, int? QemuPort);

@@ -77,11 +77,11 @@ internal sealed class DestinationLink : IAsyncDisposable
     }
 
     /// <summary>Prepare: the destination checks itself against <paramref name="source"/> and says where QEMU listens.</summary>
-    public async Task<PreparedReply> PrepareAsync(DataPath path, VmDescription source, CancellationToken ct)
+    public async Task<PreparedReply> PrepareAsync(DataPath path, VmDescription source, Guid migrationId, CancellationToken ct)
     {
         try
         {
-            var reply = await Control.PrepareAsync(CommitJson.Write(new PrepareRequest(path, source)), ct);
+            var reply = await Control.PrepareAsync(CommitJson.Write(new PrepareRequest(path, source, migrationId)), ct);
             return CommitJson.Read<PreparedReply>(reply, "Prepared");
         }
         catch (TunnelException) when (Local is not null)

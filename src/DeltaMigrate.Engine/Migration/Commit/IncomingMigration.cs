@@ -37,6 +37,7 @@ public sealed class IncomingMigration(DestinationVm destination, bool stayPaused
     public async Task<ReceiveResult> RunAsync(IncomingTunnel tunnel, CancellationToken ct)
     {
         var clock = Stopwatch.StartNew();
+        var started = DateTimeOffset.UtcNow;
         var prepare = CommitJson.Read<PrepareRequest>(await tunnel.ExpectAsync(TunnelFrame.Prepare, ct), "Prepare");
         PreparedReply prepared;
         try
@@ -91,6 +92,9 @@ public sealed class IncomingMigration(DestinationVm destination, bool stayPaused
                 TotalTime = clock.Elapsed,
                 StreamBytes = stats?.PayloadBytes ?? 0,
                 WireBytes = tunnel.Stats.WireBytes,
+                MigrationId = prepare.MigrationId,
+                StartTime = started,
+                EndTime = DateTimeOffset.UtcNow,
             };
         }
         catch (Exception e) when (Phase == IncomingPhase.AwaitingCommit && IsLostSender(e, ct))
