@@ -66,6 +66,7 @@ public sealed class QemuLauncher(RunDirectory runDirectory, ILogger? logger = nu
             CommandLine = [qemu, .. arguments],
             StartTime = DateTimeOffset.Now,
             StaysPaused = spec.Paused,
+            Spec = spec with { QemuPath = qemu },
         };
         RunDirectory.Save(record);
         return record;

@@ -248,6 +248,9 @@ public sealed record VmRecord
     public required IReadOnlyList<string> CommandLine { get; init; }
     public DateTimeOffset StartTime { get; init; }
 
+    /// <summary>What the VM was started with, so a matching VM can be started on another host (null in older records).</summary>
+    public VmSpec? Spec { get; init; }
+
     /// <summary>-Paused: the VM stays paused after a migration into it commits, too.</summary>
     public bool StaysPaused { get; init; }
 

@@ -24,11 +24,41 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
     public VmInfo? VM { get; set; }
 
     /// <summary>A VM object or name waiting on this host (Start-KvmVM -Incoming), or the host:port Receive-KvmVM printed.</summary>
-    [Parameter(Mandatory = true, Position = 1, ValueFromPipelineByPropertyName = true)]
+    [Parameter(Position = 1, ValueFromPipelineByPropertyName = true)]
     [ValidateNotNull]
     [ArgumentCompleter(typeof(VmNameCompleter))]
     [Alias("Endpoint")]
-    public object Destination { get; set; } = "";
+    public object? Destination { get; set; }
+
+    /// <summary>Another host, reached by PowerShell remoting over SSH: a matching VM and Receive-KvmVM are started there.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? DestinationHost { get; set; }
+
+    /// <summary>For -DestinationHost: the SSH user (default: yours).</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? UserName { get; set; }
+
+    /// <summary>For -DestinationHost: the SSH private key.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? KeyFilePath { get; set; }
+
+    /// <summary>For -DestinationHost: the SSH port (default 22).</summary>
+    [Parameter]
+    [ValidateRange(1, 65535)]
+    public int SshPort { get; set; }
+
+    /// <summary>An open PSSession (New-PSSession -HostName ...) to the destination host, instead of -DestinationHost.</summary>
+    [Parameter]
+    [ValidateNotNull]
+    public PSObject? Session { get; set; }
+
+    /// <summary>With -DestinationHost or -Session: the name of the VM there (default: the source's).</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? DestinationName { get; set; }
 
     /// <summary>Delta (default): our tunnel with XBZRLE deltas and LZ4; Lz4; Native (QEMU's XBZRLE); None.</summary>
     [Parameter]
@@ -77,20 +107,52 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
     protected override void ProcessRecord()
     {
         var name = VM?.Name ?? Name;
+        RemoteDestination? remote = null;
+        string? remoteVm = null;
+        var keepRemoteVm = false;
         try
         {
             var source = VM is not null && VM.QuerySocket is null ? null : VmResolver.Single(name);
-            var request = new MigrationRequest(name, source?.ControlSocket ?? VM!.QmpPath, ResolveDestination(name));
-            if (!ShouldProcess(name, $"Live-migrate to {request.Destination.Display} ({Compress})"))
+            var toHost = DestinationHost is not null || Session is not null;
+            if (toHost == (Destination is not null))
+            {
+                throw new EngineException("InvalidDestination", ErrorKind.InvalidArgument,
+                    "Give either -Destination (a waiting VM, or the host:port Receive-KvmVM printed) or -DestinationHost/-Session (another host, over PowerShell remoting).");
+            }
+
+            var where = toHost ? DestinationHost ?? Session?.Properties["ComputerName"]?.Value?.ToString() ?? "the session's host" : null;
+            if (!ShouldProcess(name, $"Live-migrate to {where ?? Destination?.ToString()} ({Compress})"))
             {
                 return;
             }
+
+            var token = Token;
+            MigrationTarget target;
+            if (toHost)
+            {
+                // Over the session: the same module there, a VM like the source, Receive-KvmVM; its token stays in memory.
+                var destinationName = DestinationName ?? name;
+                remote = RemoteDestination.Connect(this, DestinationHost, UserName, KeyFilePath, SshPort, Session);
+                remoteVm = destinationName;
+                remote.StartWaitingVm(source ?? throw new EngineException("SourceSpecUnknown", ErrorKind.InvalidArgument,
+                    $"-DestinationHost needs a VM from the run directory (Get-KvmVM), to start a matching one on the other host.") { Target = name },
+                    destinationName, MyInvocation.MyCommand.Module.Version, MyInvocation.MyCommand.Module.Path);
+                remote.StartReceiver(destinationName);
+                target = new RemoteTarget(remote.Host, remote.Port);
+                token = remote.Token;
+            }
+            else
+            {
+                target = ResolveDestination(name);
+            }
+
+            var request = new MigrationRequest(name, source?.ControlSocket ?? VM!.QmpPath, target);
 
             var options = new MigrationOptions
             {
                 Compress = Compress,
                 CacheSize = MyInvocation.BoundParameters.ContainsKey(nameof(CacheSize)) ? CacheSize : null,
-                Token = Token is null ? null : MigrationToken.Parse(Token),
+                Token = token is null ? null : MigrationToken.Parse(token),
                 MaxDowntime = MaxDowntime,
                 Bandwidth = Bandwidth > 0 ? Bandwidth : null,
                 AutoConverge = AutoConverge,
@@ -103,6 +165,8 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
                 new MigrationSession(request, options, Logger, PipelineProgress<MigrationProgress>(p => WriteProgress(Progress(activity, request, p))))
                     .RunAsync(stop));
             Complete(activity, request);
+            remote?.Finish();
+            keepRemoteVm = true;
             if (source is not null && result.SourceState == "exited")
             {
                 VmResolver.RunDirectory.Remove(name); // the source's QEMU was quit after the commit
@@ -119,6 +183,7 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
         catch (MigrationInDoubtException e)
         {
             // Neither Completed nor Failed: the message names the side holding the state and the command to finish.
+            keepRemoteVm = true; // the destination may hold the only complete state
             var record = ToErrorRecord(e);
             WriteError(new ErrorRecord(e, e.ErrorId, record.CategoryInfo.Category, (object?)e.Result ?? name));
         }
@@ -126,11 +191,25 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
         {
             WriteError(ToErrorRecord(e, name));
         }
+        finally
+        {
+            // A VM this command started there goes again unless it took over the guest (or may have: in doubt).
+            if (remote is not null)
+            {
+                remote.Finish();
+                if (remoteVm is not null && !keepRemoteVm)
+                {
+                    remote.RemoveVm(remoteVm);
+                }
+
+                remote.Close();
+            }
+        }
     }
 
     private MigrationTarget ResolveDestination(string source)
     {
-        var destination = Destination is PSObject pso ? pso.BaseObject : Destination;
+        var destination = Destination is PSObject pso ? pso.BaseObject : Destination!;
         if (destination is VmInfo vm)
         {
             destination = vm.Name;
