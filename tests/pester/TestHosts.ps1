@@ -39,6 +39,13 @@ function Get-TestHostNamespacePids([string] $Namespace) {
     @(& ip netns pids $Namespace 2>$null | Where-Object { $_ -match '^\d+$' } | ForEach-Object { [int]$_ })
 }
 
+function Test-TestHostProcessRunning([int] $ProcessId) {
+    # A killed process whose parent is gone waits as a zombie for init to reap it (some container
+    # inits never do); a zombie runs nothing, so it counts as stopped.
+    $stat = Get-Content "/proc/$ProcessId/stat" -Raw -ErrorAction Ignore
+    [bool]$stat -and $stat -notmatch '^\d+ \(.*\) Z '
+}
+
 function Use-TestHostLock([scriptblock] $Script) {
     # Other engineers' tests create hosts concurrently: the subnet check and its use happen under one
     # exclusive lock (flock via FileShare.None), so two hosts never pick the same /30.
@@ -162,7 +169,7 @@ Subsystem powershell $TestHostPwsh -sshs -NoLogo -NoProfile
         $err = $_
         $log = if (Test-Path $h.SshdLog) { " sshd log: $((Get-Content $h.SshdLog) -join ' | ')" }
         Remove-TestHost $h
-        throw "New-TestHost '$Name' failed: $err$log"
+        throw "New-TestHost '$Name' ($($h.Namespace)) failed: $err$log"
     }
 }
 
