@@ -8,7 +8,8 @@
 
     Tasks:
       deps   install QEMU 7.2 (apt), QEMU 10.0 (Debian 12 backports, unpacked into .tools/),
-             Pester (NuGet, into .tools/) and compile the test guest. A second run does nothing.
+             OpenSSH server and client (apt, for the test hosts), Pester (NuGet, into .tools/)
+             and compile the test guest. A second run does nothing.
       build  deps, then compile the module into module/bin (Import-Module ./DeltaMigrate.psd1).
       test   build, then dotnet format --verify-no-changes, xUnit and Pester (in a fresh pwsh).
       demo   build, then start two local VMs and live-migrate one into the other.
@@ -71,6 +72,26 @@ function Install-Qemu72 {
     $env:DEBIAN_FRONTEND = 'noninteractive'
     Invoke-Native apt-get update -qq
     Invoke-Native apt-get install -y -qq qemu-system-x86 iproute2
+}
+
+function Install-Ssh {
+    # Test hosts (tests/pester/TestHosts.ps1) run their own sshd inside a network namespace, and
+    # pwsh's SSH remoting runs the ssh client binary; neither is a service of this machine.
+    $missing = @(
+        if (-not (Test-Path /usr/sbin/sshd)) { 'openssh-server' }
+        if (-not (Get-Command ssh -ErrorAction Ignore) -or -not (Get-Command ssh-keygen -ErrorAction Ignore)) { 'openssh-client' }
+    )
+    if (-not $missing) {
+        Write-Done "OpenSSH: $((& ssh -V 2>&1) -join ' ')"
+        return
+    }
+    if (-not (Test-Root)) {
+        throw "$($missing -join ' ') is not installed. Run: sudo apt-get update && sudo apt-get install -y $($missing -join ' ')"
+    }
+    Write-Step "Installing $($missing -join ', ') (apt-get install $($missing -join ' '))"
+    $env:DEBIAN_FRONTEND = 'noninteractive'
+    Invoke-Native apt-get update -qq
+    Invoke-Native apt-get install -y -qq $missing
 }
 
 function Get-DebianMirror {
@@ -158,6 +179,7 @@ function Invoke-Deps {
     Write-Step 'Checking prerequisites'
     Install-Qemu72
     Install-Qemu10
+    Install-Ssh
     $script:PesterManifest = Install-Pester
     Build-Guest
 }
