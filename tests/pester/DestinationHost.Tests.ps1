@@ -1,0 +1,62 @@
+# Move-KvmVM to another host in one command, over PowerShell remoting (SSH) into a namespace host
+# (TestHosts.ps1): the matching VM and Receive-KvmVM are started there, the token never shows.
+BeforeAll {
+    Import-Module "$PSScriptRoot/../../DeltaMigrate.psd1" -Force
+    . "$PSScriptRoot/TestHelpers.ps1"
+    . "$PSScriptRoot/TestHosts.ps1"
+    $script:RunDir = Initialize-TestRunDirectory
+    $script:H = New-TestHost -Name mv -LinkRate 1gbit
+    $script:S = New-TestHostSession -TestHost $H
+    # The remote side imports the module from the same path (this machine's filesystem).
+    Invoke-Command -Session $S { Import-Module $using:Root/DeltaMigrate.psd1 }
+
+    function Get-RemoteVM([string] $Name) {
+        Invoke-Command -Session $S { Get-KvmVM -Name $using:Name -ErrorAction SilentlyContinue } | Select-Object Name, State, SerialLog
+    }
+}
+
+AfterAll {
+    if ($H) { Remove-TestHost $H }
+    Get-KvmVM -ErrorAction Ignore | Stop-KvmVM -Force -Confirm:$false -ErrorAction Ignore
+    Remove-TestRunDirectory $RunDir
+}
+
+Describe 'Move-KvmVM -Session: one command to another host' {
+    It 'moves a VM with -Compress <_>: it runs there, its guest goes on, the source is gone here' -ForEach 'Delta', 'None' {
+        $name = "host-$($_.ToLower())"
+        $null = Start-TestSource -Name $name
+        $output = Move-KvmVM $name -Session $S -Compress $_ -Bandwidth 20MB -PassThru -Verbose 4>&1 *>&1
+        $result = $output | Where-Object { $_ -is [DeltaMigrate.Engine.Migration.MigrationResult] -or $_.PSObject.TypeNames -contains 'DeltaMigrate.KvmMigrationResult' } | Select-Object -Last 1
+        $result.Status | Should -Be 'Completed'
+        $result.DestinationState | Should -Be 'running'
+        $result.SourceState | Should -Be 'exited'
+        $result.DestinationHost | Should -Be $H.Address
+
+        { Get-KvmVM $name -ErrorAction Stop } | Should -Throw -ErrorId 'VMNotFound*' -Because 'the source was removed after the commit'
+        $remote = Get-RemoteVM $name
+        $remote.State | Should -Be 'running'
+        $beat = Get-Heartbeat $remote.SerialLog
+        Wait-Until { (Get-Heartbeat $remote.SerialLog) -gt $beat } "the moved guest's heartbeat on the other host"
+
+        # No token in anything the command wrote (a token is 43 base64url characters).
+        ($output | Out-String) | Should -Not -Match '(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])'
+        Invoke-Command -Session $S { Stop-KvmVM $using:name -Force }
+    }
+
+    It 'keeps the source with -KeepSource and names the destination with -DestinationName' {
+        $null = Start-TestSource -Name keep-src
+        $result = Move-KvmVM keep-src -Session $S -DestinationName keep-there -KeepSource -Compress Native -Bandwidth 20MB -PassThru
+        $result.Status | Should -Be 'Completed'
+        (Get-KvmVM keep-src).State | Should -Be 'postmigrate'
+        (Get-RemoteVM keep-there).State | Should -Be 'running'
+        Stop-KvmVM keep-src -Force
+        Invoke-Command -Session $S { Stop-KvmVM keep-there -Force }
+    }
+
+    It 'refuses to guess: -Destination and -Session together is an error' {
+        $null = Start-TestDestination -Name both-src
+        { Move-KvmVM both-src -Destination 127.0.0.1:1 -Session $S -ErrorAction Stop } |
+            Should -Throw -ErrorId 'InvalidDestination,DeltaMigrate.Module.Commands.MoveKvmVMCommand'
+        Stop-KvmVM both-src -Force
+    }
+}
