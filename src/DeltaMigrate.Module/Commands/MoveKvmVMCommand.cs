@@ -134,9 +134,10 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
                 var destinationName = DestinationName ?? name;
                 remote = RemoteDestination.Connect(this, DestinationHost, UserName, KeyFilePath, SshPort, Session);
                 remoteVm = destinationName;
-                remote.StartWaitingVm(source ?? throw new EngineException("SourceSpecUnknown", ErrorKind.InvalidArgument,
-                    $"-DestinationHost needs a VM from the run directory (Get-KvmVM), to start a matching one on the other host.") { Target = name },
-                    destinationName, MyInvocation.MyCommand.Module.Version, MyInvocation.MyCommand.Module.Path);
+                var record = source ?? throw new EngineException("SourceSpecUnknown", ErrorKind.InvalidArgument,
+                    "-DestinationHost needs a VM from the run directory (Get-KvmVM), to start a matching one on the other host.")
+                { Target = name };
+                remote.StartWaitingVm(record, destinationName, MyInvocation.MyCommand.Module.Version, MyInvocation.MyCommand.Module.Path);
                 remote.StartReceiver(destinationName);
                 target = new RemoteTarget(remote.Host, remote.Port);
                 token = remote.Token;
