@@ -187,6 +187,29 @@ public sealed class FaultMatrixTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ARemoteDestinationWithOtherMemory_IsRefusedWithItsOwnErrorId_BeforeAnyByteMoves()
+    {
+        using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        var ct = limit.Token;
+        var source = await TestVms.StartSourceAsync(_launcher, "mem-src", ct);
+        var destination = await _launcher.StartAsync(TestVms.Spec("mem-dst") with { Incoming = true, MemoryBytes = 256L << 20 }, ct);
+        var token = MigrationToken.Create();
+        var ready = new TaskCompletionSource<ReceiverReady>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var receiving = new ReceiveSession(destination, new IPEndPoint(IPAddress.Loopback, 0), token) { LinkTimeout = LinkTimeout }
+            .RunAsync(ready.SetResult, null, ct);
+        var endpoint = RemoteTarget.Parse((await ready.Task.WaitAsync(TimeSpan.FromSeconds(30), ct)).Endpoint);
+
+        var refused = await Assert.ThrowsAsync<EngineException>(() => new MigrationSession(
+            new MigrationRequest(source.Name, source.ControlSocket, endpoint),
+            new MigrationOptions { Token = token, LinkTimeout = LinkTimeout }).RunAsync(ct));
+
+        Assert.Equal("MemorySizeMismatch", refused.ErrorId);
+        Assert.Contains("-Memory 128MB", refused.Message);
+        Assert.Equal("MemorySizeMismatch", (await Assert.ThrowsAsync<EngineException>(() => receiving)).ErrorId);
+        Assert.Equal(("running", "inmigrate"), (await TestVms.StateAsync(source, ct), await TestVms.StateAsync(destination, ct)));
+    }
+
+    [Fact]
     public async Task CtrlC_InTheFinalCopy_AbortsBeforeTheCommit_AndTheSourceRunsOn()
     {
         using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(3));

@@ -36,8 +36,10 @@ public sealed class ProcessKillTests : IAsyncLifetime
     [Theory]
     [InlineData("pre-copy", "Data", 30, "running", "exited")]
     [InlineData("after the last data", "End", 1, "running", "not running")]
-    // Loaded was on its way when the receiver died; the dead socket resets the link before it arrives.
+    // The receiver died with its Loaded on the way: it never arrives, so the sender resumes its source.
     [InlineData("after Loaded", "Loaded", 1, "running", "paused")]
+    // The receiver died after its Loaded arrived, before the Commit reached it: the sender is in doubt.
+    [InlineData("after Commit sent", "Commit", 1, "postmigrate", "paused")]
     public async Task TheReceivingProcessKilled_LeavesNoSecondRunningCopy(string phase, string frame, int occurrence, string sourceExpected, string destinationExpected)
     {
         using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(3));
@@ -49,7 +51,7 @@ public sealed class ProcessKillTests : IAsyncLifetime
         var type = Enum.Parse<FrameType>(frame);
         await using var proxy = new FaultProxy(new IPEndPoint(IPAddress.Loopback, endpoint.Port), type, fromSender: type != FrameType.Loaded, occurrence, FaultAction.Hold);
         await using var watch = await SplitBrainWatch.StartAsync(source, destination, ct);
-        _ = proxy.Fired.ContinueWith(_ => KillAndRelease(receiver, proxy, sentBeforeDeath: type == FrameType.Loaded), TaskScheduler.Default);
+        _ = proxy.Fired.ContinueWith(_ => KillAndDrop(receiver, proxy), TaskScheduler.Default);
 
         var sent = await TestVms.EndOf(new MigrationSession(
             new MigrationRequest(source.Name, source.ControlSocket, new RemoteTarget("127.0.0.1", proxy.Port)),
@@ -98,7 +100,7 @@ public sealed class ProcessKillTests : IAsyncLifetime
         using var sender = StartPwsh($"$t = (Get-Content -Raw '{tokenFile}').Trim(); Remove-Item '{tokenFile}'; " +
             $"Move-KvmVM {source.Name} -Destination 127.0.0.1:{proxy.Port} -Token $t -KeepSource -Bandwidth 20MB -MaxDowntime 0.05");
         await proxy.Fired.WaitAsync(TimeSpan.FromSeconds(90), ct);
-        KillAndRelease(sender, proxy, sentBeforeDeath: false);
+        KillAndDrop(sender, proxy);
 
         var received = await TestVms.EndOf(receiving);
         Assert.Equal(0, await watch.StopAsync());
@@ -108,12 +110,12 @@ public sealed class ProcessKillTests : IAsyncLifetime
         Assert.Equal((sourceExpected, destinationExpected, receiverExpected), (sourceState, destinationState, received));
     }
 
-    /// <summary>SIGKILL: no cleanup, no last word on the tunnel. The held frame goes on only if the dead side had sent it.</summary>
-    private static void KillAndRelease(Process process, FaultProxy proxy, bool sentBeforeDeath)
+    /// <summary>SIGKILL: no cleanup, no last word on the tunnel; the held frame was never sent, so it is dropped.</summary>
+    private static void KillAndDrop(Process process, FaultProxy proxy)
     {
         process.Kill(entireProcessTree: true);
         process.WaitForExit(30_000);
-        proxy.Release(sentBeforeDeath);
+        proxy.Release(forward: false);
     }
 
     private Process StartPwsh(string command)

@@ -92,7 +92,11 @@ internal sealed class DestinationLink : IAsyncDisposable
         }
         catch (TunnelException e) when (e.ErrorId == TunnelException.RemoteError)
         {
-            throw new EngineException("DestinationRefused", ErrorKind.InvalidState, e.Message.Replace("The receiver failed: ", "The destination refused the migration: "), e);
+            // The receiver's own id (MemorySizeMismatch, MachineTypeMismatch, ...) when it sent one.
+            var text = e.Message.Replace("The receiver failed: ", "", StringComparison.Ordinal);
+            var refusal = CommitJson.ParseRefusal(text);
+            throw new EngineException(refusal?.Id ?? "DestinationRefused", ErrorKind.InvalidState,
+                $"The destination refused the migration: {refusal?.Message ?? text}", e);
         }
     }
 

@@ -57,7 +57,7 @@ public sealed class IncomingMigration(DestinationVm destination, bool stayPaused
         catch (EngineException e)
         {
             // Nothing has moved: the destination is still only waiting. Tell the sender why.
-            await tunnel.TrySendErrorAsync(e.Message);
+            await tunnel.TrySendErrorAsync(CommitJson.Refusal(e));
             throw;
         }
 
