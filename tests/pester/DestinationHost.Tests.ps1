@@ -53,6 +53,17 @@ Describe 'Move-KvmVM -Session: one command to another host' {
         Invoke-Command -Session $S { Stop-KvmVM keep-there -Force }
     }
 
+    It 'moves a VM with -DestinationHost, the session opened and closed by the command' {
+        $null = Start-TestSource -Name dh-src
+        $ssh = @{ UserKnownHostsFile = $H.KnownHostsFile; GlobalKnownHostsFile = '/dev/null'; StrictHostKeyChecking = 'yes'; BatchMode = 'yes'; IdentitiesOnly = 'yes' }
+        $before = @(Get-PSSession).Count
+        $result = Move-KvmVM dh-src -DestinationHost $H.Address -UserName $H.UserName -KeyFilePath $H.KeyFilePath -SshOption $ssh -Bandwidth 20MB -PassThru
+        $result.Status | Should -Be 'Completed'
+        (Get-RemoteVM dh-src).State | Should -Be 'running'
+        @(Get-PSSession).Count | Should -Be $before -Because 'the command closes the session it opened'
+        Invoke-Command -Session $S { Stop-KvmVM dh-src -Force }
+    }
+
     It 'refuses to guess: -Destination and -Session together is an error' {
         $null = Start-TestDestination -Name both-src
         { Move-KvmVM both-src -Destination 127.0.0.1:1 -Session $S -ErrorAction Stop } |

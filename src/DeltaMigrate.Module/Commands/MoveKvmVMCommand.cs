@@ -50,6 +50,11 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
     [ValidateRange(1, 65535)]
     public int SshPort { get; set; }
 
+    /// <summary>For -DestinationHost: ssh -o options (New-PSSession -Options), e.g. @{ UserKnownHostsFile = '...' }.</summary>
+    [Parameter]
+    [ValidateNotNull]
+    public System.Collections.Hashtable? SshOption { get; set; }
+
     /// <summary>An open PSSession (New-PSSession -HostName ...) to the destination host, instead of -DestinationHost.</summary>
     [Parameter]
     [ValidateNotNull]
@@ -132,12 +137,12 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
             {
                 // Over the session: the same module there, a VM like the source, Receive-KvmVM; its token stays in memory.
                 var destinationName = DestinationName ?? name;
-                remote = RemoteDestination.Connect(this, DestinationHost, UserName, KeyFilePath, SshPort, Session);
+                remote = RemoteDestination.Connect(this, DestinationHost, UserName, KeyFilePath, SshPort, SshOption, Session);
                 remoteVm = destinationName;
                 var record = source ?? throw new EngineException("SourceSpecUnknown", ErrorKind.InvalidArgument,
                     "-DestinationHost needs a VM from the run directory (Get-KvmVM), to start a matching one on the other host.")
                 { Target = name };
-                remote.StartWaitingVm(record, destinationName, MyInvocation.MyCommand.Module.Version, MyInvocation.MyCommand.Module.Path);
+                remote.StartWaitingVm(record, destinationName, MyInvocation.MyCommand.Module.Version, ManifestPath());
                 remote.StartReceiver(destinationName);
                 target = new RemoteTarget(remote.Host, remote.Port);
                 token = remote.Token;
@@ -206,6 +211,14 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
                 remote.Close();
             }
         }
+    }
+
+    /// <summary>This module's manifest (the binary's Path is the dll), for a host that has it at the same path.</summary>
+    private string ManifestPath()
+    {
+        var module = MyInvocation.MyCommand.Module;
+        var manifest = System.IO.Path.Combine(module.ModuleBase, module.Name + ".psd1");
+        return File.Exists(manifest) ? manifest : module.Path;
     }
 
     private MigrationTarget ResolveDestination(string source)

@@ -22,7 +22,8 @@ internal sealed class RemoteDestination(PSCmdlet cmdlet, PSObject session, bool 
 
     public string Token { get; private set; } = "";
 
-    public static RemoteDestination Connect(PSCmdlet cmdlet, string? hostName, string? userName, string? keyFilePath, int sshPort, PSObject? session)
+    public static RemoteDestination Connect(PSCmdlet cmdlet, string? hostName, string? userName, string? keyFilePath, int sshPort,
+        System.Collections.Hashtable? sshOptions, PSObject? session)
     {
         if (session is not null)
         {
@@ -32,13 +33,14 @@ internal sealed class RemoteDestination(PSCmdlet cmdlet, PSObject session, bool 
         }
 
         var opened = Invoke(cmdlet, """
-            param($HostName, $UserName, $KeyFilePath, $Port)
+            param($HostName, $UserName, $KeyFilePath, $Port, $Options)
             $a = @{ HostName = $HostName; SSHTransport = $true; ErrorAction = 'Stop' }
+            if ($Options) { $a.Options = $Options }
             if ($UserName) { $a.UserName = $UserName }
             if ($KeyFilePath) { $a.KeyFilePath = $KeyFilePath }
             if ($Port) { $a.Port = $Port }
             New-PSSession @a
-            """, hostName, userName, keyFilePath, sshPort > 0 ? sshPort : null).Single();
+            """, hostName, userName, keyFilePath, sshPort > 0 ? sshPort : null, sshOptions).Single();
         return new RemoteDestination(cmdlet, opened, ownsSession: true, hostName!);
     }
 
@@ -70,8 +72,7 @@ internal sealed class RemoteDestination(PSCmdlet cmdlet, PSObject session, bool 
         InvokeRemote("""
             param($ModulePath, $Version, $Start)
             $m = Get-Module DeltaMigrate -ListAvailable | Where-Object Version -EQ $Version | Select-Object -First 1
-            Import-Module $(if ($m) { $m.Path } else { $ModulePath }) -ErrorAction Stop
-            $have = (Get-Module DeltaMigrate).Version
+            $have = (Import-Module $(if ($m) { $m.Path } else { $ModulePath }) -PassThru -ErrorAction Stop | Select-Object -First 1).Version
             if ($have -ne [version]$Version) { throw "DeltaMigrate $have is on the destination host but this host runs $Version. Install the same version there." }
             $Start = @{} + $Start
             foreach ($k in @($Start.Keys)) { if ($null -eq $Start[$k]) { $Start.Remove($k) } }
