@@ -140,6 +140,7 @@ try {
 
     $move = @{
         Name = $VmName; Destination = "$VmName-dst"; Compress = $Compress; MaxDowntime = $MaxDowntime
+        KeepSource = $true   # its QEMU's CPU time is read after the move (without it, the source quits at the commit)
         Timeout = $Timeout; TimeoutAction = $TimeoutAction; PassThru = $true
     }
     if ($CacheSize -gt 0) { $move.CacheSize = $CacheSize }
