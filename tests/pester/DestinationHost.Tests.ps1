@@ -57,7 +57,25 @@ Describe 'Move-KvmVM -Session: one command to another host' {
         $null = Start-TestSource -Name dh-src
         $ssh = @{ UserKnownHostsFile = $H.KnownHostsFile; GlobalKnownHostsFile = '/dev/null'; StrictHostKeyChecking = 'yes'; BatchMode = 'yes'; IdentitiesOnly = 'yes' }
         $before = @(Get-PSSession).Count
+        # Meanwhile, every process's command line is read over and over: no token may ever show there.
+        $stop = Join-Path $RunDir 'scan.stop'
+        $scan = Start-ThreadJob -ArgumentList $stop -ScriptBlock {
+            param($StopFile)
+            $seen = [Collections.Generic.HashSet[string]]::new(); $scans = 0
+            while (-not (Test-Path $StopFile)) {
+                foreach ($p in [IO.Directory]::GetDirectories('/proc')) {
+                    try { $cmd = [IO.File]::ReadAllText("$p/cmdline") -replace "`0", ' ' } catch { continue }
+                    foreach ($m in [regex]::Matches($cmd, '(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])')) { $null = $seen.Add($m.Value) }
+                }
+                $scans++
+            }
+            [pscustomobject]@{ Scans = $scans; Tokens = @($seen) }
+        }
         $result = Move-KvmVM dh-src -DestinationHost $H.Address -UserName $H.UserName -KeyFilePath $H.KeyFilePath -SshOption $ssh -Bandwidth 20MB -PassThru
+        $null = New-Item $stop
+        $scanned = $scan | Wait-Job | Receive-Job
+        $scanned.Scans | Should -BeGreaterThan 1
+        $scanned.Tokens | Should -BeNullOrEmpty -Because 'the token travels only inside the SSH session and the engine'
         $result.Status | Should -Be 'Completed'
         (Get-RemoteVM dh-src).State | Should -Be 'running'
         @(Get-PSSession).Count | Should -Be $before -Because 'the command closes the session it opened'
