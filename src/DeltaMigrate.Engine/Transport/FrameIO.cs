@@ -35,25 +35,6 @@ internal sealed class FrameWriter(System.IO.Stream stream, byte[] key) : IDispos
         return length;
     }
 
-    /// <summary>Sends an Error frame, giving up quietly after <paramref name="timeout"/> or on any failure.</summary>
-    public async Task TrySendErrorAsync(string message, TimeSpan timeout)
-    {
-        byte[] buffer = Protocol.RentErrorFrame(message, out int length);
-        try
-        {
-            using var cts = new CancellationTokenSource(timeout);
-            await SendAsync(buffer, FrameType.Error, 0, length, length, cts.Token);
-        }
-        catch (Exception)
-        {
-            // Best effort: the connection may already be gone.
-        }
-        finally
-        {
-            Protocol.Return(buffer);
-        }
-    }
-
     public void Dispose() => _aes.Dispose();
 }
 

@@ -33,7 +33,6 @@ public enum Outcome
 public sealed class FaultMatrixTests : IAsyncLifetime
 {
     private static readonly TimeSpan LinkTimeout = TimeSpan.FromSeconds(3);
-    internal static readonly string Root = FindRoot();
 
     private readonly string _directory = Directory.CreateTempSubdirectory("dm-faults-").FullName;
     private RunDirectory _runDirectory = null!;
@@ -290,17 +289,6 @@ public sealed class FaultMatrixTests : IAsyncLifetime
         File.Delete(file);
         return hash;
     }
-
-    private static string FindRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "DeltaMigrate.sln")))
-        {
-            dir = dir.Parent;
-        }
-
-        return dir?.FullName ?? throw new InvalidOperationException("Cannot find the repository root from " + AppContext.BaseDirectory);
-    }
 }
 
 /// <summary>Samples both VMs' run state through their query monitors, all through the migration.</summary>
@@ -417,7 +405,7 @@ internal static class FaultLog
     public static void Append(string phase, CompressionMode mode, FrameType? frame, FaultAction? action, string sender, string receiver,
         string source, string destination, int bothRunning, int samples)
     {
-        var dir = Path.Combine(FaultMatrixTests.Root, "artifacts");
+        var dir = Path.Combine(TestVms.Root, "artifacts");
         Directory.CreateDirectory(dir);
         var line = string.Join('\t', phase, mode, frame?.ToString() ?? "-", action?.ToString() ?? "-", sender, receiver, source, destination, bothRunning, samples);
         lock (Gate)

@@ -25,7 +25,7 @@ public sealed class ProcessKillTests : IAsyncLifetime
     public Task InitializeAsync()
     {
         QemuProcess.RequireQemu();
-        Assert.True(File.Exists(Path.Combine(FaultMatrixTests.Root, "module/bin/DeltaMigrate.dll")),
+        Assert.True(File.Exists(Path.Combine(TestVms.Root, "module/bin/DeltaMigrate.dll")),
             "The module is not built: run `dotnet pwsh ./build.ps1 build` (the test command does).");
         _launcher = new QemuLauncher(new RunDirectory(_directory));
         return Task.CompletedTask;
@@ -122,7 +122,7 @@ public sealed class ProcessKillTests : IAsyncLifetime
     {
         var start = new ProcessStartInfo("dotnet")
         {
-            WorkingDirectory = FaultMatrixTests.Root,
+            WorkingDirectory = TestVms.Root,
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -138,7 +138,7 @@ public sealed class ProcessKillTests : IAsyncLifetime
         process.ErrorDataReceived += (_, _) => { };
         process.BeginErrorReadLine();
         // Script on standard input: nothing secret in the process list.
-        process.StandardInput.WriteLine($"$ErrorActionPreference = 'Stop'; $PSStyle.OutputRendering = 'PlainText'; Import-Module '{FaultMatrixTests.Root}/DeltaMigrate.psd1'");
+        process.StandardInput.WriteLine($"$ErrorActionPreference = 'Stop'; $PSStyle.OutputRendering = 'PlainText'; Import-Module '{TestVms.Root}/DeltaMigrate.psd1'");
         process.StandardInput.WriteLine(command);
         process.StandardInput.Close();
         return process;

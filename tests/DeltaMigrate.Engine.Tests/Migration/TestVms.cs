@@ -8,7 +8,10 @@ namespace DeltaMigrate.Engine.Tests.Migration;
 /// <summary>Real QEMU VMs for the migration tests: the test guest, started and inspected the way an admin's would be.</summary>
 internal static class TestVms
 {
-    public static readonly string Guest = Path.Combine(FaultMatrixTests.Root, "tests/guest/out/guest.elf");
+    /// <summary>The repository's root (the tests run from its bin folder).</summary>
+    public static readonly string Root = FindRoot();
+
+    public static readonly string Guest = Path.Combine(Root, "tests/guest/out/guest.elf");
 
     public static VmSpec Spec(string name) => new()
     {
@@ -87,5 +90,16 @@ internal static class TestVms
         }
 
         Directory.Delete(directory, recursive: true);
+    }
+
+    private static string FindRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "DeltaMigrate.sln")))
+        {
+            dir = dir.Parent;
+        }
+
+        return dir?.FullName ?? throw new InvalidOperationException("Cannot find the repository root from " + AppContext.BaseDirectory);
     }
 }
