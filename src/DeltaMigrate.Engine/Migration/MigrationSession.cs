@@ -4,7 +4,6 @@ using DeltaMigrate.Engine.Delta;
 using DeltaMigrate.Engine.Migration.Commit;
 using DeltaMigrate.Engine.Qmp;
 using DeltaMigrate.Engine.Transport;
-using DeltaMigrate.Engine.Vm;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -59,7 +58,7 @@ public sealed class MigrationSession
         await using var link = await OpenLinkAsync(cancellationToken);
         var dataPath = UsesTunnel ? DataPath.Tunnel : DataPath.Qemu;
         var prepared = await link.PrepareAsync(dataPath, described, _migrationId, cancellationToken);
-        var outgoing = new RunDirectory(Path.GetDirectoryName(_request.SourceControlSocket)!).OutgoingSocket(_request.VMName);
+        var outgoing = _request.TunnelDirectory.OutgoingSocket(_request.VMName);
         await using var path = OutgoingPath.Create(dataPath, link, prepared, outgoing,
             _options.Compress == CompressionMode.Delta, DeltaCacheBytes(described.MemoryBytes), _logger);
 

@@ -46,20 +46,7 @@ public sealed class ReceiveSession(VmRecord record, IPEndPoint listen, Migration
     public async Task<ReceiveResult> RunAsync(Action<ReceiverReady> ready, TimeSpan? acceptTimeout, CancellationToken cancellationToken)
     {
         await using var destination = await DestinationVm.ConnectAsync(record, _logger, cancellationToken);
-        var status = await destination.StateAsync();
-        if (status != "inmigrate")
-        {
-            throw new EngineException("DestinationNotWaiting", ErrorKind.InvalidState,
-                $"VM '{record.Name}' is '{status}', not waiting for a migration. Start it with Start-KvmVM -Incoming.")
-            { Target = record.Name };
-        }
-
-        if (!destination.HoldsForCommit)
-        {
-            throw new EngineException("DestinationMayAutostart", ErrorKind.InvalidState,
-                $"VM '{record.Name}' was started without -S, so QEMU would run it as soon as the stream is loaded, before the source is stopped for good. Start it again with Start-KvmVM -Incoming.")
-            { Target = record.Name };
-        }
+        await destination.EnsureWaitingAsync(null, cancellationToken);
 
         var secret = token ?? MigrationToken.Create();
         await using var listener = TunnelListener.Start(listen, secret, _logger, new TunnelOptions().WithLinkTimeout(LinkTimeout));
@@ -93,7 +80,7 @@ public sealed class ReceiveSession(VmRecord record, IPEndPoint listen, Migration
         {
             // QEMU's own transport (None, Native) listens where our tunnel does, on a port QEMU picks.
             var incoming = new IncomingMigration(destination, record.StaysPaused,
-                new RunDirectory(Path.GetDirectoryName(record.ControlSocket)!).IncomingSocket(record.Name), listener.LocalEndpoint.Address, _logger)
+                RunDirectory.ForTunnelOf(record).IncomingSocket(record.Name), listener.LocalEndpoint.Address, _logger)
             {
                 CommitTimeout = LinkTimeout * 4,
             };

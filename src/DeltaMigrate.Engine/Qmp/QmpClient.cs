@@ -102,6 +102,9 @@ public sealed class QmpClient : IAsyncDisposable
         }
     }
 
+    /// <summary>The QEMU process behind a unix socket (the kernel's SO_PEERCRED), for a VM we did not start; null over TCP.</summary>
+    public int? PeerProcessId { get; private set; }
+
     /// <summary>Reply timeout for commands issued without an explicit timeout.</summary>
     public TimeSpan CommandTimeout { get; set; } = DefaultCommandTimeout;
 
@@ -147,7 +150,10 @@ public sealed class QmpClient : IAsyncDisposable
             throw;
         }
 
-        return await ConnectAsync(new NetworkStream(socket, ownsSocket: true), endpoint, logger, Remaining(timeout, started), ct).ConfigureAwait(false);
+        var peer = Vm.UnixFile.PeerProcessId(socket);
+        var client = await ConnectAsync(new NetworkStream(socket, ownsSocket: true), endpoint, logger, Remaining(timeout, started), ct).ConfigureAwait(false);
+        client.PeerProcessId = peer;
+        return client;
     }
 
     /// <summary>Connects to a QMP TCP socket (<c>-qmp tcp:HOST:PORT,server=on</c>), reads the greeting and negotiates capabilities.</summary>

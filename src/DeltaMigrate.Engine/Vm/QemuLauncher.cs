@@ -100,6 +100,11 @@ public sealed class QemuLauncher(RunDirectory runDirectory, ILogger? logger = nu
             {
                 args.AddRange(["-append", spec.Append]);
             }
+
+            if (spec.Initrd is not null)
+            {
+                args.AddRange(["-initrd", spec.Initrd]);
+            }
         }
 
         if (spec.Disk is not null)
@@ -213,6 +218,12 @@ public sealed class QemuLauncher(RunDirectory runDirectory, ILogger? logger = nu
             throw new EngineException("KernelNotFound", ErrorKind.NotFound,
                 $"The kernel '{spec.Kernel}' does not exist.")
             { Target = spec.Kernel };
+        }
+
+        if (spec.Initrd is not null && !File.Exists(spec.Initrd))
+        {
+            throw new EngineException("InitrdNotFound", ErrorKind.NotFound, $"The initrd '{spec.Initrd}' does not exist.")
+            { Target = spec.Initrd };
         }
 
         if (spec.Disk is not null && !File.Exists(spec.Disk))

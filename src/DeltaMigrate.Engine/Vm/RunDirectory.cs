@@ -58,6 +58,13 @@ public sealed class RunDirectory
             : System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"deltamigrate-{effectiveUserId}");
     }
 
+    /// <summary>
+    /// Where a migration of this VM puts its tunnel's sockets: beside its monitors for a VM of ours;
+    /// for a VM we did not start, the run directory it was described with, never beside its own socket.
+    /// </summary>
+    public static RunDirectory ForTunnelOf(VmRecord record) =>
+        new(record.TunnelDirectory ?? System.IO.Path.GetDirectoryName(record.ControlSocket)!);
+
     /// <summary>The socket a migration holds for as long as it runs.</summary>
     public string ControlSocket(string name) => File(name, "qmp");
 
@@ -253,6 +260,18 @@ public sealed record VmRecord
 
     /// <summary>-Paused: the VM stays paused after a migration into it commits, too.</summary>
     public bool StaysPaused { get; init; }
+
+    /// <summary>Not started by DeltaMigrate: known only by its QMP socket (see <see cref="ForeignVm"/>); never saved to the run directory.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public bool Foreign { get; init; }
+
+    /// <summary>A foreign VM's run directory of ours, where its migration's sockets go (see <see cref="RunDirectory.ForTunnelOf"/>).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public string? TunnelDirectory { get; init; }
+
+    /// <summary>A foreign VM's drive images: why it has no <see cref="Spec"/> (QMP does not say how they are attached).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public IReadOnlyList<string> ForeignDrives { get; init; } = [];
 
     /// <summary>QEMU was started with -S (every -Incoming VM is): it will not run the guest until told to, so a migration into it waits for the commit.</summary>
     [System.Text.Json.Serialization.JsonIgnore]

@@ -48,6 +48,21 @@ internal static partial class UnixFile
         return new UnixFileInfo(type, uid, (UnixFileMode)(mode & 0xFFF));
     }
 
+    /// <summary>The pid of the process at the other end of a connected unix socket (SO_PEERCRED), or null if the kernel will not say.</summary>
+    public static int? PeerProcessId(System.Net.Sockets.Socket socket)
+    {
+        // struct ucred { pid_t pid; uid_t uid; gid_t gid; }: SOL_SOCKET = 1, SO_PEERCRED = 17 on Linux.
+        Span<byte> credentials = stackalloc byte[12];
+        try
+        {
+            return socket.GetRawSocketOption(1, 17, credentials) == 12 && MemoryMarshal.Read<int>(credentials) is > 0 and var pid ? pid : null;
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>mkdir with mode 0700 (the umask can only take bits away); an existing folder is left as it is.</summary>
     public static void CreatePrivateDirectory(string path)
     {

@@ -23,6 +23,9 @@ public sealed record VmInfo
 
     /// <summary>Started -Paused: stays paused after a migration into it commits.</summary>
     public bool StartedPaused { get; init; }
+
+    /// <summary>Not started by DeltaMigrate: known only by <see cref="QmpPath"/>, which may be its only monitor.</summary>
+    public bool Foreign { get; init; }
 }
 
 /// <summary>Asks a VM's monitor for its state, quickly, without holding the control socket.</summary>
@@ -54,7 +57,7 @@ public static class VmInspector
         return info with { State = live.State, QemuVersion = live.QemuVersion, MemoryBytes = live.MemoryBytes > 0 ? live.MemoryBytes : record.MemoryBytes };
     }
 
-    /// <summary>A VM we did not start, known only by a QMP socket.</summary>
+    /// <summary>A VM we did not start, known only by a QMP socket (held only while it answers).</summary>
     public static async Task<VmInfo> InspectSocketAsync(string socket, ILogger? logger, CancellationToken cancellationToken)
     {
         try
@@ -69,13 +72,21 @@ public static class VmInspector
                 State = status.Status,
                 MemoryBytes = memory.BaseMemory,
                 QemuVersion = qmp.QemuVersion.ToString(),
+                Pid = qmp.PeerProcessId,
                 QmpPath = socket,
+                Foreign = true,
             };
         }
-        catch (Exception e) when (e is QmpException or IOException or TimeoutException or System.Net.Sockets.SocketException)
+        catch (TimeoutException e)
+        {
+            // Connected but no greeting: QMP serves one client, and another one (a migration, the VM's manager) has it.
+            logger?.LogDebug("No greeting from {Socket}: {Error}", socket, e.Message);
+            return new VmInfo { Name = Path.GetFileNameWithoutExtension(socket), State = "busy", QmpPath = socket, Foreign = true };
+        }
+        catch (Exception e) when (e is QmpException or IOException or System.Net.Sockets.SocketException)
         {
             logger?.LogDebug("No answer from {Socket}: {Error}", socket, e.Message);
-            return new VmInfo { Name = Path.GetFileNameWithoutExtension(socket), State = "unreachable", QmpPath = socket };
+            return new VmInfo { Name = Path.GetFileNameWithoutExtension(socket), State = "unreachable", QmpPath = socket, Foreign = true };
         }
     }
 }

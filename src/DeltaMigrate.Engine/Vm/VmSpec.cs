@@ -23,6 +23,9 @@ public sealed record VmSpec
     /// <summary>The kernel command line (-append).</summary>
     public string? Append { get; init; }
 
+    /// <summary>An initial ramdisk for the kernel (-initrd).</summary>
+    public string? Initrd { get; init; }
+
     /// <summary>A disk image attached as the first drive.</summary>
     public string? Disk { get; init; }
 

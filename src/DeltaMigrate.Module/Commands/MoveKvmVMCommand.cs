@@ -60,6 +60,11 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
     [ValidateNotNull]
     public PSObject? Session { get; set; }
 
+    /// <summary>With -DestinationHost or -Session: a QEMU already waiting there (-incoming defer) that DeltaMigrate did not start, by its QMP socket; none is started then.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? DestinationQmpSocket { get; set; }
+
     /// <summary>With -DestinationHost or -Session: the name of the VM there (default: the source's).</summary>
     [Parameter]
     [ValidateNotNullOrEmpty]
@@ -117,7 +122,11 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
         var keepRemoteVm = false;
         try
         {
-            var source = VM is not null && VM.QuerySocket is null ? null : VmResolver.Single(name);
+            // A VM we did not start (Get-KvmVM -QmpSocket) is described by its QEMU over one short connection.
+            var source = VM is { Foreign: true } || VM is { QuerySocket: null }
+                ? RunEngine(stop => ForeignVm.DescribeAsync(VM.QmpPath, VmResolver.RunDirectory, Logger, stop))
+                : VmResolver.Single(name);
+            name = source.Name; // a file-safe name: it names the tunnel's sockets in our run directory
             var toHost = DestinationHost is not null || Session is not null;
             if (toHost == (Destination is not null))
             {
@@ -138,12 +147,14 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
                 // Over the session: the same module there, a VM like the source, Receive-KvmVM; its token stays in memory.
                 var destinationName = DestinationName ?? name;
                 remote = RemoteDestination.Connect(this, DestinationHost, UserName, KeyFilePath, SshPort, SshOption, Session);
-                remoteVm = destinationName;
-                var record = source ?? throw new EngineException("SourceSpecUnknown", ErrorKind.InvalidArgument,
-                    "-DestinationHost needs a VM from the run directory (Get-KvmVM), to start a matching one on the other host.")
-                { Target = name };
-                remote.StartWaitingVm(record, destinationName, MyInvocation.MyCommand.Module.Version, ManifestPath());
-                remote.StartReceiver(destinationName);
+                remote.ImportModule(MyInvocation.MyCommand.Module.Version, ManifestPath());
+                if (DestinationQmpSocket is null)
+                {
+                    remoteVm = destinationName;
+                    remote.StartWaitingVm(source, destinationName);
+                }
+
+                remote.StartReceiver(destinationName, DestinationQmpSocket);
                 target = new RemoteTarget(remote.Host, remote.Port);
                 token = remote.Token;
             }
@@ -152,7 +163,10 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
                 target = ResolveDestination(name);
             }
 
-            var request = new MigrationRequest(name, source?.ControlSocket ?? VM!.QmpPath, target);
+            var request = new MigrationRequest(name, source.ControlSocket, target)
+            {
+                TunnelDirectory = RunDirectory.ForTunnelOf(source),
+            };
 
             var options = new MigrationOptions
             {
@@ -173,7 +187,7 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
             Complete(activity, request);
             remote?.Finish();
             keepRemoteVm = true;
-            if (source is not null && result.SourceState == "exited")
+            if (!source.Foreign && result.SourceState == "exited")
             {
                 VmResolver.RunDirectory.Remove(name); // the source's QEMU was quit after the commit
             }
@@ -224,12 +238,23 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
     private MigrationTarget ResolveDestination(string source)
     {
         var destination = Destination is PSObject pso ? pso.BaseObject : Destination!;
-        if (destination is VmInfo vm)
+        if (destination is VmInfo { Foreign: true } foreign)
+        {
+            destination = foreign.QmpPath;
+        }
+        else if (destination is VmInfo vm)
         {
             destination = vm.Name;
         }
 
         var text = destination.ToString() ?? "";
+        if (text.StartsWith('/'))
+        {
+            // A waiting QEMU we did not start, by its QMP socket (Get-KvmVM -QmpSocket).
+            var path = GetUnresolvedProviderPathFromPSPath(text);
+            return new LocalVmTarget(RunEngine(stop => ForeignVm.DescribeAsync(path, VmResolver.RunDirectory, Logger, stop)));
+        }
+
         var local = VmResolver.RunDirectory.Load(text);
         if (local is not null && QemuLauncher.IsAlive(local.Pid))
         {

@@ -24,6 +24,11 @@ public sealed class ReceiveKvmVMCommand : EngineCmdlet
     [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = "VM")]
     public VmInfo? VM { get; set; }
 
+    /// <summary>A waiting QEMU DeltaMigrate did not start (-incoming defer), by its QMP socket; it is held paused until the commit even without -S.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = "Socket")]
+    [ValidateNotNullOrEmpty]
+    public string? QmpSocket { get; set; }
+
     /// <summary>Address and port to listen on: 0.0.0.0:4444; port 0 lets the system pick.</summary>
     [Parameter(Position = 1)]
     [ValidateNotNullOrEmpty]
@@ -42,10 +47,14 @@ public sealed class ReceiveKvmVMCommand : EngineCmdlet
 
     protected override void ProcessRecord()
     {
-        var name = VM?.Name ?? Name;
+        var name = VM?.Name ?? QmpSocket ?? Name;
         try
         {
-            var record = VmResolver.Single(name);
+            var socket = QmpSocket ?? (VM is { Foreign: true } ? VM.QmpPath : null);
+            var record = socket is null
+                ? VmResolver.Single(name)
+                : RunEngine(stop => ForeignVm.DescribeAsync(GetUnresolvedProviderPathFromPSPath(socket), VmResolver.RunDirectory, Logger, stop));
+            name = record.Name;
             if (!IPEndPoint.TryParse(Listen, out var endpoint))
             {
                 throw new EngineException("InvalidListenAddress", ErrorKind.InvalidArgument,

@@ -25,6 +25,10 @@ public sealed class StartKvmVMCommand : EngineCmdlet
     [Parameter(ParameterSetName = "Kernel")]
     public string? Append { get; set; }
 
+    /// <summary>An initial ramdisk for -Kernel.</summary>
+    [Parameter(ParameterSetName = "Kernel")]
+    public string? Initrd { get; set; }
+
     [Parameter(Mandatory = true, ParameterSetName = "Disk")]
     public string? Disk { get; set; }
 
@@ -62,6 +66,7 @@ public sealed class StartKvmVMCommand : EngineCmdlet
             MemoryBytes = Memory,
             Kernel = Kernel is null ? null : GetUnresolvedProviderPathFromPSPath(Kernel),
             Append = Append,
+            Initrd = Initrd is null ? null : GetUnresolvedProviderPathFromPSPath(Initrd),
             Disk = Disk is null ? null : GetUnresolvedProviderPathFromPSPath(Disk),
             Machine = Machine,
             Accelerator = Accelerator,

@@ -44,11 +44,22 @@ internal sealed class RemoteDestination(PSCmdlet cmdlet, PSObject session, bool 
         return new RemoteDestination(cmdlet, opened, ownsSession: true, hostName!);
     }
 
-    /// <summary>Imports the same module version there and starts a waiting VM like the source.</summary>
-    public void StartWaitingVm(VmRecord source, string name, Version version, string modulePath)
+    /// <summary>Imports the same module version there (an installed one, else the manifest at this host's path), or says what to install.</summary>
+    public void ImportModule(Version version, string modulePath) =>
+        InvokeRemote("""
+            param($ModulePath, $Version)
+            $m = Get-Module DeltaMigrate -ListAvailable | Where-Object Version -EQ $Version | Select-Object -First 1
+            $have = (Import-Module $(if ($m) { $m.Path } else { $ModulePath }) -PassThru -ErrorAction Stop | Select-Object -First 1).Version
+            if ($have -ne [version]$Version) { throw "DeltaMigrate $have is on the destination host but this host runs $Version. Install the same version there." }
+            """, modulePath, version.ToString());
+
+    /// <summary>Starts a waiting VM like the source there, from what it was started with (or, for a foreign VM, what its QEMU says).</summary>
+    public void StartWaitingVm(VmRecord source, string name)
     {
         var spec = source.Spec ?? throw new EngineException("SourceSpecUnknown", ErrorKind.InvalidState,
-            $"VM '{source.Name}' was started by an older DeltaMigrate that did not record its settings; start a waiting VM on the destination host yourself and use Receive-KvmVM there.")
+            source.Foreign
+                ? $"VM '{source.Name}' has drives ({string.Join(", ", source.ForeignDrives)}) whose attachment QMP does not describe, so no matching VM can be started for it. Start one on the destination host yourself (its command line with -incoming defer) and pass its socket with -DestinationQmpSocket."
+                : $"VM '{source.Name}' was started by an older DeltaMigrate that did not record its settings; start a waiting VM on the destination host yourself and use Receive-KvmVM there.")
         { Target = source.Name };
         var start = new System.Collections.Hashtable
         {
@@ -66,27 +77,29 @@ internal sealed class RemoteDestination(PSCmdlet cmdlet, PSObject session, bool 
         else
         {
             start["Kernel"] = spec.Kernel;
+            start["Initrd"] = spec.Initrd;
             start["Append"] = spec.Append;
         }
 
         InvokeRemote("""
-            param($ModulePath, $Version, $Start)
-            $m = Get-Module DeltaMigrate -ListAvailable | Where-Object Version -EQ $Version | Select-Object -First 1
-            $have = (Import-Module $(if ($m) { $m.Path } else { $ModulePath }) -PassThru -ErrorAction Stop | Select-Object -First 1).Version
-            if ($have -ne [version]$Version) { throw "DeltaMigrate $have is on the destination host but this host runs $Version. Install the same version there." }
+            param($Start)
             $Start = @{} + $Start
             foreach ($k in @($Start.Keys)) { if ($null -eq $Start[$k]) { $Start.Remove($k) } }
             $null = Start-KvmVM @Start -Incoming -ErrorAction Stop
-            """, modulePath, version.ToString(), start);
+            """, start);
     }
 
-    /// <summary>Runs Receive-KvmVM there as a job and waits for its ready object (endpoint and token).</summary>
-    public void StartReceiver(string name)
+    /// <summary>Runs Receive-KvmVM there (for the VM by name, or a foreign one by its QMP socket) as a job and waits for its ready object (endpoint and token).</summary>
+    public void StartReceiver(string name, string? qmpSocket)
     {
         _job = Invoke(cmdlet, """
-            param($Session, $Name)
-            Invoke-Command -Session $Session -AsJob -ScriptBlock { param($n) Receive-KvmVM $n -Listen 0.0.0.0:0 -Confirm:$false } -ArgumentList $Name
-            """, session, name).Single();
+            param($Session, $Name, $QmpSocket)
+            Invoke-Command -Session $Session -AsJob -ArgumentList $Name, $QmpSocket -ScriptBlock {
+                param($n, $socket)
+                if ($socket) { Receive-KvmVM -QmpSocket $socket -Listen 0.0.0.0:0 -Confirm:$false }
+                else { Receive-KvmVM $n -Listen 0.0.0.0:0 -Confirm:$false }
+            }
+            """, session, name, qmpSocket).Single();
         var ready = Invoke(cmdlet, """
             param($Job, $Seconds)
             $deadline = [DateTime]::UtcNow.AddSeconds($Seconds)

@@ -57,7 +57,7 @@ internal sealed class DestinationLink : IAsyncDisposable
             // QEMU's own transport meets in the run directory (a unix socket only its owner reaches),
             // unless the benchmark's delay line asks for the TCP link between two addresses.
             var incoming = new IncomingMigration(destination, target.Record.StaysPaused,
-                new RunDirectory(Path.GetDirectoryName(target.Record.ControlSocket)!).IncomingSocket(target.Name),
+                RunDirectory.ForTunnelOf(target.Record).IncomingSocket(target.Name),
                 meeting == LocalLink.Loopback ? null : meeting.Listen, logger);
             var stopping = link._stopping.Token;
             link.Local = Task.Run(async () =>

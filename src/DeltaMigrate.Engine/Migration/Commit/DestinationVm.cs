@@ -29,10 +29,10 @@ public sealed class DestinationVm : IAsyncDisposable
 
     public string Name { get; }
 
-    /// <summary>Started with -S: QEMU will not run the guest by itself once the stream is loaded.</summary>
-    public bool HoldsForCommit { get; }
+    /// <summary>QEMU will not run the guest by itself once the stream is loaded (started with -S, or told by <see cref="EnsureWaitingAsync"/>).</summary>
+    public bool HoldsForCommit { get; private set; }
 
-    /// <summary>Connects to the control monitor of a VM the run directory knows.</summary>
+    /// <summary>Connects to the control monitor of a VM the run directory knows, or of a foreign one (<see cref="ForeignVm"/>).</summary>
     public static async Task<DestinationVm> ConnectAsync(VmRecord record, ILogger logger, CancellationToken ct)
     {
         QmpClient qmp;
@@ -48,7 +48,7 @@ public sealed class DestinationVm : IAsyncDisposable
             { Target = record.Name };
         }
 
-        return new DestinationVm(qmp, record.Name, record.Pid, record.HoldsForCommit, logger);
+        return new DestinationVm(qmp, record.Name, record.Pid > 0 ? record.Pid : null, record.HoldsForCommit, logger);
     }
 
     /// <summary>What this VM is (memory, machine type, QEMU version), for the other side to compare.</summary>
@@ -64,26 +64,12 @@ public sealed class DestinationVm : IAsyncDisposable
     }
 
     /// <summary>
-    /// Refuses, with the fix, a destination that is not waiting, could start by itself, or differs
-    /// from the source where QEMU would refuse the stream (memory size, machine type).
+    /// Refuses, with the fix, a destination that is not waiting or differs from the source where
+    /// QEMU would refuse the stream (memory size, machine type); holds it for the commit.
     /// </summary>
     public async Task<VmDescription> CheckAsync(VmDescription source, CancellationToken ct)
     {
-        var status = await _qmp.QueryStatusAsync(ct);
-        if (status.Status != "inmigrate")
-        {
-            throw new EngineException("DestinationNotWaiting", ErrorKind.InvalidState,
-                $"Destination VM '{Name}' is '{status.Status}', not waiting for a migration. Start it with Start-KvmVM -Incoming and the same -Memory and -Machine as '{source.Name}'.")
-            { Target = Name };
-        }
-
-        if (!HoldsForCommit)
-        {
-            throw new EngineException("DestinationMayAutostart", ErrorKind.InvalidState,
-                $"Destination VM '{Name}' was started without -S, so QEMU would run it as soon as the stream is loaded, before the source is stopped for good. Start it again with Start-KvmVM -Incoming (which always holds it paused until the commit).")
-            { Target = Name };
-        }
-
+        await EnsureWaitingAsync(source.Name, ct);
         var mine = await DescribeAsync(ct);
         if (mine.MemoryBytes != source.MemoryBytes)
         {
@@ -100,6 +86,31 @@ public sealed class DestinationVm : IAsyncDisposable
         }
 
         return mine;
+    }
+
+    /// <summary>
+    /// Refuses a VM that is not waiting for a migration, and makes sure QEMU will not run the guest
+    /// by itself once the stream is loaded: a QEMU started without -S (one we did not start) would,
+    /// and a `stop` while it waits clears that (QEMU's autostart), so it too waits for the commit.
+    /// </summary>
+    public async Task EnsureWaitingAsync(string? sourceName, CancellationToken ct)
+    {
+        var status = await _qmp.QueryStatusAsync(ct);
+        if (status.Status != "inmigrate")
+        {
+            throw new EngineException("DestinationNotWaiting", ErrorKind.InvalidState,
+                $"Destination VM '{Name}' is '{status.Status}', not waiting for a migration. Start it with Start-KvmVM -Incoming" +
+                (sourceName is null ? "" : $" and the same -Memory and -Machine as '{sourceName}'") +
+                " (a QEMU you start yourself needs -incoming defer).")
+            { Target = Name };
+        }
+
+        if (!HoldsForCommit)
+        {
+            await _qmp.StopAsync(ct);
+            HoldsForCommit = true;
+            _logger.LogInformation("Destination VM {Name} was started without -S: told it to stay paused after loading, until the commit", Name);
+        }
     }
 
     /// <summary>migrate-incoming on <paramref name="uri"/>; returns the port QEMU picked for tcp:HOST:0, else null.</summary>
