@@ -81,6 +81,9 @@ Describe 'Move-KvmVM -ThrottleLimit to another host' {
         @($children.ParentActivityId | Sort-Object -Unique) | Should -Be @($parentId)
         ($children | Group-Object Activity).Count | Should -Be 5
 
+        # One session served all five receives: the test's own and the command's are the only logins.
+        @(Select-String -Path $H.SshdLog -Pattern 'Accepted publickey').Count | Should -Be 2
+
         # No token in anything it wrote (a token is 43 base64url characters).
         ($results, $progress | Out-String) | Should -Not -Match '(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])'
         Invoke-Command -Session $S { Get-KvmVM 'par?' | Stop-KvmVM -Force }

@@ -120,9 +120,9 @@ internal sealed class RemoteDestination(PSCmdlet cmdlet, PSObject session, bool 
                 $failed = $null
                 $out = Receive-Job $job -ErrorAction SilentlyContinue -ErrorVariable failed | Select-Object -Skip 1
                 Remove-Job $job -Force
-                [pscustomobject]@{ Result = $out | Select-Object -First 1; Error = if ($failed) { "$($failed[0])" } }
+                [pscustomobject]@{ Result = $out | Select-Object -First 1; Failure = [string]$(if ($failed) { $failed[0] }) }
             }
-            if ($r.Error) { Write-Warning "Receive-KvmVM on the destination host: $($r.Error)" }
+            if ($r.Failure) { Write-Warning "Receive-KvmVM on the destination host: $($r.Failure)" }
             $r.Result
             """, session, job);
         return output.FirstOrDefault();
