@@ -178,22 +178,31 @@ Describe 'Move-KvmVM -AsJob' {
         Stop-KvmVM aj-dst -Force
     }
 
-    It 'Stop-Job during the migration cancels it: the source keeps running' {
-        $src = Start-TestSource -Name stop-src -Append $Light
-        $null = Start-TestDestination -Name stop-dst
-        $job = Move-KvmVM stop-src -Destination stop-dst -Bandwidth 1MB -AsJob
+    It 'Stop-Job during <_> migration(s) cancels them: every source keeps running' -ForEach 1, 2 {
+        $n = $_
+        $sources = foreach ($i in 1..$n) {
+            Start-TestSource -Name "stop$n-$i" -Append $Light
+            $null = Start-TestDestination -Name "stop$n-$i-new"
+        }
+        $items = $sources | ForEach-Object { [pscustomobject]@{ Name = $_.Name; Destination = "$($_.Name)-new" } }
+        $job = $items | Move-KvmVM -ThrottleLimit $n -Bandwidth 1MB -AsJob
         try {
-            # The job's own progress says the migration is under way (QEMU is sending).
-            Wait-Until { @($job.Progress | Where-Object { $_.Activity -eq 'Migrating stop-src to stop-dst' -and $_.StatusDescription -match '^active' }).Count -gt 0 } 'the job to report the migration active'
+            # The job's own progress says each migration is under way (QEMU is sending).
+            Wait-Until {
+                @($job.Progress | Where-Object { $_.Activity -like "Migrating stop$n-* to *" -and $_.StatusDescription -match '^active' } |
+                        Select-Object -ExpandProperty Activity -Unique).Count -eq $n
+            } "the job to report $n migration(s) active"
             $job | Stop-Job
             $job.State | Should -Be 'Stopped'
         }
         finally { Remove-Job $job -Force }
 
-        (Invoke-KvmQmp stop-src query-migrate).status | Should -Be 'cancelled'
-        (Get-KvmVM stop-src).State | Should -Be 'running'
-        $beat = Get-Heartbeat $src.SerialLog
-        Wait-Until { (Get-Heartbeat $src.SerialLog) -gt $beat } 'the source guest to keep running'
-        Get-KvmVM 'stop-*' | Stop-KvmVM -Force
+        foreach ($src in $sources) {
+            (Invoke-KvmQmp $src.Name query-migrate).status | Should -Be 'cancelled'
+            (Get-KvmVM $src.Name).State | Should -Be 'running'
+            $beat = Get-Heartbeat $src.SerialLog
+            Wait-Until { (Get-Heartbeat $src.SerialLog) -gt $beat } "the source guest $($src.Name) to keep running"
+        }
+        Get-KvmVM "stop$n-*" | Stop-KvmVM -Force
     }
 }

@@ -419,15 +419,6 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
     /// <summary>On the pipeline thread, on every way out: a VM this command started there goes again unless it took over the guest (or may have: in doubt).</summary>
     private void Cleanup(Move move)
     {
-        if (move.Request is not null)
-        {
-            WriteProgress(new ProgressRecord(move.Planned.Activity, Activity(move.Request), "Done")
-            {
-                ParentActivityId = move.InBatch ? Batch.ActivityId : -1,
-                RecordType = ProgressRecordType.Completed,
-            });
-        }
-
         try
         {
             move.Receiver?.Finish();
@@ -439,6 +430,16 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
         finally
         {
             move.OwnedRemote?.Close();
+        }
+
+        // Last: while the pipeline stops this throws, and the clean-up above must have happened.
+        if (move.Request is not null)
+        {
+            WriteProgress(new ProgressRecord(move.Planned.Activity, Activity(move.Request), "Done")
+            {
+                ParentActivityId = move.InBatch ? Batch.ActivityId : -1,
+                RecordType = ProgressRecordType.Completed,
+            });
         }
     }
 
