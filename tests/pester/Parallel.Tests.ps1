@@ -68,6 +68,11 @@ Describe 'Move-KvmVM -ThrottleLimit to another host' {
         $overlap | Should -BeLessOrEqual 3
         $overlap | Should -BeGreaterThan 1
 
+        # One -Bandwidth for all: the wire bytes of all five over the whole span stay within 12 MB/s (plus one burst).
+        $span = (($results.EndTime | Measure-Object -Maximum).Maximum - ($results.StartTime | Measure-Object -Minimum).Minimum).TotalSeconds
+        ($results.BytesTransferred | Measure-Object -Sum).Sum | Should -BeLessOrEqual (12MB * $span + 2MB)
+        ($results.BytesTransferred | Measure-Object -Sum).Sum | Should -BeGreaterThan (5 * 16MB) -Because 'each guest filled 16 MiB with random data'
+
         # One parent record for the batch; one child per VM, each its own id, all under the parent.
         $parent = @($progress | Where-Object Activity -EQ 'Moving 5 VMs')
         $parent | Should -Not -BeNullOrEmpty
