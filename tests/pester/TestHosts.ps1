@@ -21,6 +21,7 @@
 #   $h2 = New-TestHost -Name h2 -LinkRate 1gbit
 #   $s  = New-TestHostSession -TestHost $h2
 #   Invoke-Command -Session $s { Import-Module $using:Root/DeltaMigrate.psd1; Get-KvmVM }
+#   Connect-TestHost -From $h1 -To $h2   # a direct link: from inside h1, $h2.Address is reachable
 #   Remove-TestHost $h2    # in AfterAll: sessions, sshd and all it started, veth, namespace, folder
 
 $script:TestHostPwsh = Join-Path $PSHOME 'pwsh'   # the pinned tool's own executable, beside pwsh.dll
@@ -212,6 +213,30 @@ function New-TestHostSession {
         Invoke-Command -Session $s { $env:DELTAMIGRATE_RUNDIR = $using:RunDirectory }
     }
     $s
+}
+
+function Connect-TestHost {
+    <#
+    .SYNOPSIS
+        Joins two test hosts directly (a veth pair between their namespaces), so each reaches the
+        other's Address, as hosts of one fleet do; the root namespace forwards nothing.
+    .DESCRIPTION
+        The link has its own /30 (10.232.<n>.0, which exists only inside the two namespaces), and each
+        namespace gets a /32 route to the other's Address over it. It goes with the namespaces.
+    #>
+    param([Parameter(Mandatory)] $From, [Parameter(Mandatory)] $To)
+    $used = (@(& ip -n $From.Namespace -4 -o addr show) + @(& ip -n $To.Namespace -4 -o addr show)) -join "`n"
+    $free = 0..255 | Where-Object { $used -notmatch "\b10\.232\.$_\.\d+/" } | Get-Random
+    $a = "10.232.$free.1"; $b = "10.232.$free.2"
+    $id = [guid]::NewGuid().ToString('n').Substring(0, 8)
+    $va = "dm${id}a"; $vb = "dm${id}b"
+    Invoke-TestHostNative ip -n $From.Namespace link add $va type veth peer name $vb netns $To.Namespace | Out-Null
+    Invoke-TestHostNative ip -n $From.Namespace addr add "$a/30" dev $va | Out-Null
+    Invoke-TestHostNative ip -n $To.Namespace addr add "$b/30" dev $vb | Out-Null
+    Invoke-TestHostNative ip -n $From.Namespace link set $va up | Out-Null
+    Invoke-TestHostNative ip -n $To.Namespace link set $vb up | Out-Null
+    Invoke-TestHostNative ip -n $From.Namespace route add "$($To.Address)/32" via $b dev $va | Out-Null
+    Invoke-TestHostNative ip -n $To.Namespace route add "$($From.Address)/32" via $a dev $vb | Out-Null
 }
 
 function Remove-TestHost {

@@ -51,6 +51,15 @@ public sealed record MigrationOptions
     /// <summary>Bytes per second on the wire; null lifts QEMU's own 128 MiB/s default cap.</summary>
     public long? Bandwidth { get; init; }
 
+    /// <summary>Tunnel modes (Delta, Lz4): one bucket that concurrent migrations share; overrides <see cref="Bandwidth"/> on the wire.</summary>
+    public Transport.SharedTokenBucket? SharedBandwidth { get; init; }
+
+    /// <summary>QEMU-paced modes (None, Native): max-bandwidth is this share's total divided by the migrations running.</summary>
+    public BandwidthShare? BandwidthShare { get; init; }
+
+    /// <summary>Host memory the Delta page caches of concurrent migrations share; null: no limit.</summary>
+    public CacheBudget? CacheBudget { get; init; }
+
     /// <summary>Let QEMU throttle the guest's vCPUs when pre-copy does not converge.</summary>
     public bool AutoConverge { get; init; }
 

@@ -38,6 +38,7 @@ public sealed class MigrationSession
     private readonly Guid _migrationId = Guid.NewGuid();
     private readonly DateTimeOffset _startTime = DateTimeOffset.UtcNow;
     private Func<long>? _wireBytes;
+    private long _appliedBandwidth;
 
     public MigrationSession(MigrationRequest request, MigrationOptions options, ILogger? logger = null, IProgress<MigrationProgress>? progress = null)
     {
@@ -53,6 +54,12 @@ public sealed class MigrationSession
         var sourceBefore = await PreflightSourceAsync(source, cancellationToken);
         var described = await DestinationVm.DescribeAsync(source, _request.VMName, cancellationToken);
 
+        // The Delta cache is reserved before it is allocated (and before the destination is asked to
+        // wait), and given back on every way out of this method.
+        using var cache = _options.Compress == CompressionMode.Delta && _options.CacheBudget is { } budget
+            ? await ReserveCacheAsync(budget, described.MemoryBytes, cancellationToken)
+            : null;
+
         // Prepare: the destination checks itself before QEMU is touched (a wrong token, an unreachable
         // receiver, a mismatched machine fail here, with the source untouched).
         await using var link = await OpenLinkAsync(cancellationToken);
@@ -60,8 +67,10 @@ public sealed class MigrationSession
         var prepared = await link.PrepareAsync(dataPath, described, _migrationId, cancellationToken);
         var outgoing = _request.TunnelDirectory.OutgoingSocket(_request.VMName);
         await using var path = OutgoingPath.Create(dataPath, link, prepared, outgoing,
-            _options.Compress == CompressionMode.Delta, DeltaCacheBytes(described.MemoryBytes), _logger);
+            _options.Compress == CompressionMode.Delta, cache?.Bytes ?? DeltaCacheBytes(described.MemoryBytes), _logger);
 
+        // QEMU paces None and Native itself: counted in, this migration gets its part of -Bandwidth.
+        using var seat = UsesTunnel ? null : _options.BandwidthShare?.Join();
         await ConfigureSourceAsync(source, cancellationToken);
         return await MigrateAsync(source, link, path, sourceBefore.Running, described.MemoryBytes, cancellationToken);
     }
@@ -79,6 +88,42 @@ public sealed class MigrationSession
     /// <summary>The page cache for Delta: the user's -CacheSize, else half the VM's RAM (64 MiB to 2 GiB).</summary>
     private long DeltaCacheBytes(long memorySize) =>
         _options.CacheSize ?? Math.Clamp(memorySize / 2, MigrationOptions.DefaultCacheSize, 2L << 30);
+
+    private async Task<CacheBudget.CacheReservation> ReserveCacheAsync(CacheBudget budget, long memorySize, CancellationToken cancellationToken)
+    {
+        var exact = _options.CacheSize is not null;
+        var wanted = DeltaCacheBytes(memorySize);
+        if (budget.FreeBytes < Math.Min(wanted, exact ? wanted : CacheBudget.MinimumCache) && wanted <= budget.TotalBytes)
+        {
+            _logger.LogInformation("{VM}: waiting for a running migration to release page-cache memory ({Free} of {Total} budget bytes free, {Wanted} wanted)",
+                _request.VMName, budget.FreeBytes, budget.TotalBytes, wanted);
+        }
+
+        var reservation = await budget.ReserveAsync(_request.VMName, wanted, exact, cancellationToken);
+        if (reservation.Shrunk)
+        {
+            _logger.LogWarning("{VM}: page cache shrunk from {Wanted} to {Granted} bytes to fit the memory budget of {Total} bytes shared with {Others} running migration(s); give -MemoryBudget to allow more",
+                _request.VMName, reservation.WantedBytes, reservation.Bytes, budget.TotalBytes, reservation.OtherHolders);
+        }
+
+        return reservation;
+    }
+
+    /// <summary>QEMU's max-bandwidth: this migration's share of -Bandwidth when several run, else -Bandwidth (or none).</summary>
+    private long QemuBandwidth => _options.BandwidthShare?.PerMigration ?? _options.Bandwidth ?? Unlimited;
+
+    /// <summary>Another migration started or ended: QEMU gets the new share (None and Native only).</summary>
+    private async Task ApplyBandwidthShareAsync(QmpClient source, CancellationToken cancellationToken)
+    {
+        if (UsesTunnel || _options.BandwidthShare is null || QemuBandwidth == _appliedBandwidth)
+        {
+            return;
+        }
+
+        _appliedBandwidth = QemuBandwidth;
+        _logger.LogDebug("{VM}: max-bandwidth now {Bandwidth} bytes/s (shared)", _request.VMName, _appliedBandwidth);
+        await source.MigrateSetParametersAsync(new Dictionary<string, object> { ["max-bandwidth"] = _appliedBandwidth }, cancellationToken);
+    }
 
     private async Task<DestinationLink> OpenLinkAsync(CancellationToken cancellationToken)
     {
@@ -168,7 +213,7 @@ public sealed class MigrationSession
         var parameters = new Dictionary<string, object>
         {
             ["downtime-limit"] = (long)QemuDowntimeLimit.TotalMilliseconds,
-            ["max-bandwidth"] = _options.Bandwidth ?? Unlimited,
+            ["max-bandwidth"] = _appliedBandwidth = QemuBandwidth,
         };
         if (_options.Compress == CompressionMode.Native)
         {
@@ -222,6 +267,8 @@ public sealed class MigrationSession
                 {
                     break;
                 }
+
+                await ApplyBandwidthShareAsync(source, cancellationToken);
 
                 if (!timedOut && _options.Timeout is { } limit && clock.Elapsed >= limit)
                 {

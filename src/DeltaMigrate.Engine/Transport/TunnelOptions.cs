@@ -12,6 +12,9 @@ public sealed record TunnelOptions
     /// <summary>Limit on wire bytes (frame headers, payload and tags) per second; null = unlimited.</summary>
     public long? BandwidthBytesPerSecond { get; init; }
 
+    /// <summary>A bucket shared by concurrent tunnels (one -Bandwidth for all); overrides <see cref="BandwidthBytesPerSecond"/>.</summary>
+    public SharedTokenBucket? SharedBandwidth { get; init; }
+
     /// <summary>Frames queued between the framer and the socket; bounds memory and gives backpressure.</summary>
     public int MaxFramesInFlight { get; init; } = 8;
 

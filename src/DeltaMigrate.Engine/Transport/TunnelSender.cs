@@ -28,7 +28,7 @@ public sealed class TunnelSender : IAsyncDisposable
     private readonly Channel<OutFrame> _channel;
     private readonly Channel<Reply> _replies = Channel.CreateUnbounded<Reply>();
     private readonly CancellationTokenSource _lifetime = new();
-    private readonly TokenBucket? _bucket;
+    private readonly SharedTokenBucket? _bucket;
     private readonly int _payloadCapacity;
     private readonly Task _writeLoop;
     private readonly Task _readLoop;
@@ -56,10 +56,8 @@ public sealed class TunnelSender : IAsyncDisposable
             SingleWriter = true,
             FullMode = BoundedChannelFullMode.Wait,
         });
-        if (options.BandwidthBytesPerSecond is long rate)
-        {
-            _bucket = new TokenBucket(rate, TokenBucket.DefaultBurst(rate), Stopwatch.GetTimestamp(), Stopwatch.Frequency);
-        }
+        // A bucket shared with concurrent migrations, else one of its own.
+        _bucket = options.SharedBandwidth ?? (options.BandwidthBytesPerSecond is long rate ? new SharedTokenBucket(rate) : null);
 
         _writeLoop = Task.Run(WriteLoopAsync);
         _readLoop = Task.Run(ReadLoopAsync);
@@ -402,7 +400,7 @@ public sealed class TunnelSender : IAsyncDisposable
                     {
                         if (_bucket is not null)
                         {
-                            TimeSpan wait = _bucket.Take(Protocol.HeaderLength + frame.PayloadLength + Protocol.TagLength, Stopwatch.GetTimestamp());
+                            TimeSpan wait = _bucket.Take(Protocol.HeaderLength + frame.PayloadLength + Protocol.TagLength);
                             if (wait > TimeSpan.Zero)
                             {
                                 await Task.Delay(wait, ct);

@@ -114,116 +114,222 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
+    /// <summary>How many migrations run at once; 1 (default) moves each piped VM as it arrives, more collects them first.</summary>
+    [Parameter]
+    [ValidateRange(1, 64)]
+    public int ThrottleLimit { get; set; } = 1;
+
+    /// <summary>Host memory, in bytes, that the Delta page caches of this command's migrations share (default: half of MemAvailable).</summary>
+    [Parameter]
+    [ValidateRange(1, long.MaxValue)]
+    public long MemoryBudget { get; set; }
+
+    /// <summary>Return a job at once; the migrations run in it (Stop-Job cancels them and the sources keep running).</summary>
+    [Parameter]
+    public SwitchParameter AsJob { get; set; }
+
+    // Set once per command: what its migrations share.
+    private CacheBudget _budget = null!;
+    private Engine.Transport.SharedTokenBucket? _sharedBucket;
+    private BandwidthShare? _bandwidthShare;
+    private Dictionary<string, object> _commandLine = [];
+    private readonly List<PlannedMove> _planned = [];
+    private readonly HashSet<string> _destinationsUsed = new(StringComparer.Ordinal);
+
+    private bool Collects => AsJob || ThrottleLimit > 1;
+
+    private bool ToHost => DestinationHost is not null || Session is not null;
+
+    protected override void BeginProcessing()
+    {
+        // Before any pipeline input binds: what the user typed, for -AsJob to pass on.
+        _commandLine = new Dictionary<string, object>(MyInvocation.BoundParameters, StringComparer.OrdinalIgnoreCase);
+        if (AsJob)
+        {
+            return;
+        }
+
+        _budget = MemoryBudget > 0 ? new CacheBudget(MemoryBudget) : CacheBudget.FromAvailableMemory();
+        if (Bandwidth > 0)
+        {
+            // One -Bandwidth for all of this command's migrations: a bucket the tunnels share, or
+            // QEMU's max-bandwidth divided by the migrations running.
+            _sharedBucket = Compress is CompressionMode.Delta or CompressionMode.Lz4 ? new Engine.Transport.SharedTokenBucket(Bandwidth) : null;
+            _bandwidthShare = _sharedBucket is null ? new BandwidthShare(Bandwidth) : null;
+        }
+    }
+
     protected override void ProcessRecord()
     {
         var name = VM?.Name ?? Name;
-        RemoteDestination? remote = null;
-        string? remoteVm = null;
-        var keepRemoteVm = false;
         try
         {
-            // A VM we did not start (Get-KvmVM -QmpSocket) is described by its QEMU over one short connection.
-            var source = VM is { Foreign: true } || VM is { QuerySocket: null }
-                ? RunEngine(stop => ForeignVm.DescribeAsync(VM.QmpPath, VmResolver.RunDirectory, Logger, stop))
-                : VmResolver.Single(name);
-            name = source.Name; // a file-safe name: it names the tunnel's sockets in our run directory
-            var toHost = DestinationHost is not null || Session is not null;
-            if (toHost == (Destination is not null))
-            {
-                throw new EngineException("InvalidDestination", ErrorKind.InvalidArgument,
-                    "Give either -Destination (a waiting VM, or the host:port Receive-KvmVM printed) or -DestinationHost/-Session (another host, over PowerShell remoting).");
-            }
-
-            var where = toHost ? DestinationHost ?? Session?.Properties["ComputerName"]?.Value?.ToString() ?? "the session's host" : null;
-            if (!ShouldProcess(name, $"Live-migrate to {where ?? Destination?.ToString()} ({Compress})"))
+            var planned = Plan(name);
+            if (planned is null)
             {
                 return;
             }
 
-            var token = Token;
-            MigrationTarget target;
-            if (toHost)
+            if (Collects)
             {
-                // Over the session: the same module there, a VM like the source, Receive-KvmVM; its token stays in memory.
-                var destinationName = DestinationName ?? name;
-                remote = RemoteDestination.Connect(this, DestinationHost, UserName, KeyFilePath, SshPort, SshOption, Session);
-                remote.ImportModule(MyInvocation.MyCommand.Module.Version, ManifestPath());
-                if (DestinationQmpSocket is null)
-                {
-                    remoteVm = destinationName;
-                    remote.StartWaitingVm(source, destinationName);
-                }
-
-                remote.StartReceiver(destinationName, DestinationQmpSocket);
-                target = new RemoteTarget(remote.Host, remote.Port);
-                token = remote.Token;
-            }
-            else
-            {
-                target = ResolveDestination(name);
+                _planned.Add(planned);
+                return;
             }
 
-            var request = new MigrationRequest(name, source.ControlSocket, target)
-            {
-                TunnelDirectory = RunDirectory.ForTunnelOf(source),
-            };
-
-            var options = new MigrationOptions
-            {
-                Compress = Compress,
-                CacheSize = MyInvocation.BoundParameters.ContainsKey(nameof(CacheSize)) ? CacheSize : null,
-                Token = token is null ? null : MigrationToken.Parse(token),
-                MaxDowntime = MaxDowntime,
-                Bandwidth = Bandwidth > 0 ? Bandwidth : null,
-                AutoConverge = AutoConverge,
-                Timeout = Timeout > TimeSpan.Zero ? Timeout : null,
-                TimeoutAction = TimeoutAction,
-                KeepSource = KeepSource,
-            };
-            var activity = ++_activity;
-            var result = RunEngine(stop =>
-                new MigrationSession(request, options, Logger, PipelineProgress<MigrationProgress>(p => WriteProgress(Progress(activity, request, p))))
-                    .RunAsync(stop));
-            Complete(activity, request);
-            remote?.Finish();
-            keepRemoteVm = true;
-            if (!source.Foreign && result.SourceState == "exited")
-            {
-                VmResolver.RunDirectory.Remove(name); // the source's QEMU was quit after the commit
-            }
-
-            Emit(result);
-        }
-        catch (MigrationFailedException e)
-        {
-            // The result says what each side is left in; scripts read it from TargetObject.
-            var record = ToErrorRecord(e);
-            WriteError(new ErrorRecord(e, e.ErrorId, record.CategoryInfo.Category, e.Result));
-        }
-        catch (MigrationInDoubtException e)
-        {
-            // Neither Completed nor Failed: the message names the side holding the state and the command to finish.
-            keepRemoteVm = true; // the destination may hold the only complete state
-            var record = ToErrorRecord(e);
-            WriteError(new ErrorRecord(e, e.ErrorId, record.CategoryInfo.Category, (object?)e.Result ?? name));
+            MoveNow(planned);
         }
         catch (Exception e) when (e is EngineException or QmpException or TimeoutException)
         {
             WriteError(ToErrorRecord(e, name));
         }
+    }
+
+    protected override void EndProcessing()
+    {
+        if (_planned.Count == 0)
+        {
+            return;
+        }
+
+        // Collected, nothing has moved yet: several VMs for one waiting VM (or one receiver's token) stop them all.
+        var shared = _planned.Where(p => p.SingleUseKey is not null).GroupBy(p => p.SingleUseKey).FirstOrDefault(g => g.Count() > 1);
+        if (shared is not null)
+        {
+            var names = string.Join(", ", shared.Select(p => p.Name));
+            ThrowTerminatingError(new ErrorRecord(new InvalidOperationException(
+                $"{shared.Count()} VMs ({names}) would go to {(ToHost ? $"-DestinationName {DestinationName}" : $"-Destination {shared.Key}")}, but a waiting VM (or a Receive-KvmVM endpoint and its one-time token) takes one migration; none was moved. " +
+                "For several VMs use -DestinationHost or -Session (a waiting VM and a receiver per VM on that host), or pipe objects that each carry their own Destination."),
+                "DestinationSingleUse", ErrorCategory.InvalidArgument, shared.Key));
+        }
+
+        if (AsJob)
+        {
+            WriteObject(StartJob());
+            return;
+        }
+
+        MoveInParallel();
+    }
+
+    /// <summary>Checks one piped VM on the pipeline thread: its record, where it goes, ShouldProcess.</summary>
+    private PlannedMove? Plan(string name)
+    {
+        // A VM we did not start (Get-KvmVM -QmpSocket) is described by its QEMU over one short connection.
+        var source = VM is { Foreign: true } || VM is { QuerySocket: null }
+            ? RunEngine(stop => ForeignVm.DescribeAsync(VM.QmpPath, VmResolver.RunDirectory, Logger, stop))
+            : VmResolver.Single(name);
+        name = source.Name; // a file-safe name: it names the tunnel's sockets in our run directory
+        if (ToHost == (Destination is not null))
+        {
+            throw new EngineException("InvalidDestination", ErrorKind.InvalidArgument,
+                "Give either -Destination (a waiting VM, or the host:port Receive-KvmVM printed) or -DestinationHost/-Session (another host, over PowerShell remoting).");
+        }
+
+        var destination = Destination is PSObject pso ? pso.BaseObject : Destination;
+        var where = ToHost ? DestinationHost ?? Session?.Properties["ComputerName"]?.Value?.ToString() ?? "the session's host" : DestinationText(destination);
+
+        // A waiting VM, or a receiver's endpoint and one-time token, takes one migration.
+        var single = ToHost ? (DestinationName ?? DestinationQmpSocket) is { } there ? $"{where}/{there}" : null : where;
+        if (single is not null && !_destinationsUsed.Add(single) && !Collects)
+        {
+            throw new EngineException("DestinationSingleUse", ErrorKind.InvalidArgument,
+                $"'{name}' cannot go to {(ToHost ? $"-DestinationName {DestinationName}" : $"-Destination {where}")}: another VM of this command already goes there, and a waiting VM (or a Receive-KvmVM endpoint and its one-time token) takes one migration. " +
+                "For several VMs use -DestinationHost or -Session (a waiting VM and a receiver per VM on that host), or pipe objects that each carry their own Destination.")
+            { Target = name };
+        }
+
+        if (!ShouldProcess(name, $"Live-migrate to {where} ({Compress})"))
+        {
+            return null;
+        }
+
+        return new PlannedMove(name, VM, source, destination, Token, ++_activity, single);
+    }
+
+    /// <summary>A VM's name, a foreign VM's QMP socket, or host:port.</summary>
+    private static string DestinationText(object? destination) => destination switch
+    {
+        VmInfo { Foreign: true } foreign => foreign.QmpPath,
+        VmInfo vm => vm.Name,
+        _ => destination?.ToString() ?? "",
+    };
+
+    /// <summary>ThrottleLimit 1: one VM, start to end, before the next is read.</summary>
+    private void MoveNow(PlannedMove planned)
+    {
+        var move = new Move(planned);
+        try
+        {
+            Prepare(move, remote: null);
+            var result = RunEngine(stop => MigrateAsync(move, parent: null, stop));
+            Succeeded(move, result);
+        }
+        catch (Exception e) when (e is EngineException or QmpException or TimeoutException)
+        {
+            Failed(move, e);
+        }
         finally
         {
-            // A VM this command started there goes again unless it took over the guest (or may have: in doubt).
-            if (remote is not null)
-            {
-                remote.Finish();
-                if (remoteVm is not null && !keepRemoteVm)
-                {
-                    remote.RemoveVm(remoteVm);
-                }
+            Cleanup(move);
+        }
+    }
 
-                remote.Close();
-            }
+    /// <summary>
+    /// -ThrottleLimit N: up to N migrations at once inside one pump. The remote calls and every
+    /// Write* run on the pipeline thread; each VM's failure is its own error and the others go on.
+    /// </summary>
+    private void MoveInParallel()
+    {
+        var moves = _planned.Select(p => new Move(p) { InBatch = true }).ToList();
+        var batch = new Batch(moves.Count);
+        RemoteDestination? remote = null;
+        try
+        {
+            WriteProgress(batch.Record());
+            RunEngine(async stop =>
+            {
+                await Parallel.ForEachAsync(moves, new ParallelOptions { MaxDegreeOfParallelism = ThrottleLimit }, async (move, _) =>
+                {
+                    if (stop.IsCancellationRequested)
+                    {
+                        return; // stopped: what has not started does not start
+                    }
+
+                    try
+                    {
+                        await OnPipelineAsync(() =>
+                        {
+                            // One session for all of them: a receive runs in it as a thread job, so it is free again at once.
+                            remote ??= ToHost ? RemoteDestination.Connect(this, DestinationHost, UserName, KeyFilePath, SshPort, SshOption, Session) : null;
+                            batch.Running++;
+                            WriteProgress(batch.Record());
+                            Prepare(move, remote);
+                        });
+                        var result = await MigrateAsync(move, batch, stop);
+                        await OnPipelineAsync(() => Succeeded(move, result));
+                    }
+                    catch (Exception e) when (e is not PipelineStoppedException)
+                    {
+                        await Quietly(() => Failed(move, e));
+                    }
+                    finally
+                    {
+                        await Quietly(() =>
+                        {
+                            Cleanup(move);
+                            batch.Running = Math.Max(0, batch.Running - 1);
+                            batch.Done++;
+                            WriteProgress(batch.Record());
+                        });
+                    }
+                });
+                return true;
+            });
+        }
+        finally
+        {
+            remote?.Close();
+            WriteProgress(batch.Record(completed: true));
         }
     }
 
@@ -235,19 +341,190 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
         return File.Exists(manifest) ? manifest : module.Path;
     }
 
-    private MigrationTarget ResolveDestination(string source)
+    /// <summary>On the pipeline thread: the destination ready (a waiting VM and receiver there, or a local one), request and options built.</summary>
+    private void Prepare(Move move, RemoteDestination? remote)
     {
-        var destination = Destination is PSObject pso ? pso.BaseObject : Destination!;
-        if (destination is VmInfo { Foreign: true } foreign)
+        var planned = move.Planned;
+        var token = planned.Token;
+        MigrationTarget target;
+        if (ToHost)
         {
-            destination = foreign.QmpPath;
+            // Over the session: the same module there, a VM like the source (unless one waits there), Receive-KvmVM; its token stays in memory.
+            if (remote is null)
+            {
+                remote = RemoteDestination.Connect(this, DestinationHost, UserName, KeyFilePath, SshPort, SshOption, Session);
+                move.OwnedRemote = remote;
+            }
+
+            var destinationName = DestinationName ?? planned.Name;
+            remote.ImportModule(MyInvocation.MyCommand.Module.Version, ManifestPath());
+            if (DestinationQmpSocket is null)
+            {
+                remote.StartWaitingVm(planned.Source, destinationName);
+                move.RemoteVm = (remote, destinationName);
+            }
+
+            move.Receiver = remote.StartReceiver(destinationName, DestinationQmpSocket, ThrottleLimit);
+            target = new RemoteTarget(move.Receiver.Host, move.Receiver.Port);
+            token = move.Receiver.Token;
         }
-        else if (destination is VmInfo vm)
+        else
         {
-            destination = vm.Name;
+            target = ResolveDestination(planned.Name, planned.Destination!);
         }
 
-        var text = destination.ToString() ?? "";
+        move.Request = new MigrationRequest(planned.Name, planned.Source.ControlSocket, target)
+        {
+            TunnelDirectory = RunDirectory.ForTunnelOf(planned.Source),
+        };
+        move.Options = new MigrationOptions
+        {
+            Compress = Compress,
+            CacheSize = MyInvocation.BoundParameters.ContainsKey(nameof(CacheSize)) ? CacheSize : null,
+            Token = token is null ? null : MigrationToken.Parse(token),
+            MaxDowntime = MaxDowntime,
+            Bandwidth = Bandwidth > 0 ? Bandwidth : null,
+            SharedBandwidth = _sharedBucket,
+            BandwidthShare = _bandwidthShare,
+            CacheBudget = _budget,
+            AutoConverge = AutoConverge,
+            Timeout = Timeout > TimeSpan.Zero ? Timeout : null,
+            TimeoutAction = TimeoutAction,
+            KeepSource = KeepSource,
+        };
+    }
+
+    /// <summary>The engine's part, on any thread; progress goes to the pipeline as a child of the batch's record.</summary>
+    private Task<MigrationResult> MigrateAsync(Move move, Batch? parent, CancellationToken stop)
+    {
+        var request = move.Request!;
+        var activity = move.Planned.Activity;
+        return new MigrationSession(request, move.Options!, Logger,
+            PipelineProgress<MigrationProgress>(p => WriteProgress(Progress(activity, parent, request, p)))).RunAsync(stop);
+    }
+
+    /// <summary>On the pipeline thread: the receiver's side ends, the source's record goes, the result is written.</summary>
+    private void Succeeded(Move move, MigrationResult result)
+    {
+        move.Receiver?.Finish();
+        move.KeepRemoteVm = true;
+        if (!move.Planned.Source.Foreign && result.SourceState == "exited")
+        {
+            VmResolver.RunDirectory.Remove(move.Planned.Name); // the source's QEMU was quit after the commit
+        }
+
+        Emit(result);
+    }
+
+    /// <summary>On the pipeline thread: this VM's failure as its own error.</summary>
+    private void Failed(Move move, Exception exception)
+    {
+        switch (exception)
+        {
+            case MigrationFailedException e:
+                // The result says what each side is left in; scripts read it from TargetObject.
+                WriteError(new ErrorRecord(e, e.ErrorId, ToErrorRecord(e).CategoryInfo.Category, e.Result));
+                break;
+            case MigrationInDoubtException e:
+                // Neither Completed nor Failed: the message names the side holding the state and the command to finish.
+                move.KeepRemoteVm = true; // the destination may hold the only complete state
+                WriteError(new ErrorRecord(e, e.ErrorId, ToErrorRecord(e).CategoryInfo.Category, (object?)e.Result ?? move.Planned.Name));
+                break;
+            default:
+                WriteError(ToErrorRecord(exception, move.Planned.Name));
+                break;
+        }
+    }
+
+    /// <summary>On the pipeline thread, on every way out: a VM this command started there goes again unless it took over the guest (or may have: in doubt).</summary>
+    private void Cleanup(Move move)
+    {
+        try
+        {
+            move.Receiver?.Finish();
+            if (move.RemoteVm is var (remote, name) && !move.KeepRemoteVm)
+            {
+                remote.RemoveVm(name);
+            }
+        }
+        finally
+        {
+            move.OwnedRemote?.Close();
+        }
+
+        // Last: while the pipeline stops this throws, and the clean-up above must have happened.
+        if (move.Request is not null)
+        {
+            WriteProgress(new ProgressRecord(move.Planned.Activity, Activity(move.Request), "Done")
+            {
+                ParentActivityId = move.InBatch ? Batch.ActivityId : -1,
+                RecordType = ProgressRecordType.Completed,
+            });
+        }
+    }
+
+    /// <summary>Runs on the pipeline thread if the pump still runs; while stopping, output has nowhere to go.</summary>
+    private async Task Quietly(Action action)
+    {
+        try
+        {
+            await OnPipelineAsync(action);
+        }
+        catch (Exception)
+        {
+            // the pipeline is stopping or the pump has ended
+        }
+    }
+
+    /// <summary>
+    /// -AsJob: the collected VMs and the same parameters, in a thread job that imports this module by
+    /// its manifest. Stopping the job stops that Move-KvmVM, which cancels and resumes the sources.
+    /// </summary>
+    private PSObject StartJob()
+    {
+        string[] perItem = [nameof(Name), nameof(VM), nameof(Destination), nameof(Token), nameof(AsJob), "WhatIf", "Confirm",
+            "OutVariable", "ErrorVariable", "WarningVariable", "InformationVariable", "OutBuffer", "PipelineVariable"];
+        var parameters = new System.Collections.Hashtable(StringComparer.OrdinalIgnoreCase);
+        foreach (var (key, value) in _commandLine)
+        {
+            if (!perItem.Contains(key, StringComparer.OrdinalIgnoreCase))
+            {
+                parameters[key] = value;
+            }
+        }
+
+        parameters["Confirm"] = false; // confirmed here, item by item
+        var items = _planned.Select(p =>
+        {
+            // Each VM as the pipeline would bind it there: by name, with its own destination and token, if any.
+            var item = new PSObject();
+            item.Properties.Add(new PSNoteProperty(nameof(Name), p.Name));
+            if (p.Destination is not null)
+            {
+                item.Properties.Add(new PSNoteProperty(nameof(Destination), p.Destination));
+            }
+
+            if (p.Token is not null)
+            {
+                item.Properties.Add(new PSNoteProperty(nameof(Token), p.Token));
+            }
+
+            return item;
+        }).ToArray();
+        var name = $"Move-KvmVM {string.Join(", ", _planned.Select(p => p.Name))}";
+        return InvokeCommand.InvokeScript("""
+            param($Manifest, $Parameters, $Items, $JobName)
+            Start-ThreadJob -Name $JobName -ArgumentList $Manifest, $Parameters, $Items -ScriptBlock {
+                param($Manifest, $Parameters, $Items)
+                Import-Module $Manifest
+                $Items | DeltaMigrate\Move-KvmVM @Parameters
+            }
+            """, true, System.Management.Automation.Runspaces.PipelineResultTypes.None, null, ManifestPath(), parameters, items, name).Single();
+    }
+
+    private MigrationTarget ResolveDestination(string source, object destination)
+    {
+        var text = DestinationText(destination);
         if (text.StartsWith('/'))
         {
             // A waiting QEMU we did not start, by its QMP socket (Get-KvmVM -QmpSocket).
@@ -278,20 +555,17 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
         return RemoteTarget.Parse(text);
     }
 
-    private static ProgressRecord Progress(int activity, MigrationRequest request, MigrationProgress p) => new(activity,
-        $"Migrating {request.VMName} to {request.Destination.Display}",
+    private static string Activity(MigrationRequest request) => $"Migrating {request.VMName} to {request.Destination.Display}";
+
+    private static ProgressRecord Progress(int activity, Batch? parent, MigrationRequest request, MigrationProgress p) => new(activity,
+        Activity(request),
         $"{p.Status}, round {p.Round}: {p.BytesRemaining / 1048576.0:0.0} MiB left, {p.ThroughputMbps:0.0} Mbit/s" +
         (p.ExpectedDowntime is { } d ? $", expected downtime {d.TotalMilliseconds:0} ms" : ""))
     {
+        ParentActivityId = parent is null ? -1 : Batch.ActivityId,
         PercentComplete = p.PercentComplete,
         CurrentOperation = $"{p.BytesTransferred / 1048576.0:0.0} MiB of QEMU's stream as {p.WireBytes / 1048576.0:0.0} MiB on the wire in {p.Elapsed.TotalSeconds:0.0} s",
     };
-
-    private void Complete(int activity, MigrationRequest request) =>
-        WriteProgress(new ProgressRecord(activity, $"Migrating {request.VMName} to {request.Destination.Display}", "Done")
-        {
-            RecordType = ProgressRecordType.Completed,
-        });
 
     private void Emit(MigrationResult result)
     {
@@ -306,5 +580,47 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
         var summary = $"Moved {result.VMName} to {result.Destination} ({result.Mode}) in {result.TotalTime.TotalSeconds:0.0} s, " +
             $"downtime {result.Downtime.TotalMilliseconds:0} ms, {result.BytesTransferred / 1048576.0:0.0} MiB sent in {result.DirtySyncCount} rounds.";
         WriteInformation(new HostInformationMessage { Message = summary }, ["PSHOST"]);
+    }
+
+    /// <summary>One piped VM as it was bound: its name, record, destination and token.</summary>
+    private sealed record PlannedMove(string Name, VmInfo? VM, VmRecord Source, object? Destination, string? Token, int Activity, string? SingleUseKey);
+
+    /// <summary>One migration's state across its steps (prepare, migrate, finish, clean up).</summary>
+    private sealed class Move(PlannedMove planned)
+    {
+        public PlannedMove Planned { get; } = planned;
+
+        public MigrationRequest? Request { get; set; }
+
+        public MigrationOptions? Options { get; set; }
+
+        public RemoteReceiver? Receiver { get; set; }
+
+        /// <summary>The session this move opened for itself (ThrottleLimit 1 with -DestinationHost).</summary>
+        public RemoteDestination? OwnedRemote { get; set; }
+
+        /// <summary>The VM this command started on the other host.</summary>
+        public (RemoteDestination Host, string Name)? RemoteVm { get; set; }
+
+        public bool KeepRemoteVm { get; set; }
+
+        /// <summary>Part of a -ThrottleLimit batch: its progress is a child of the batch's.</summary>
+        public bool InBatch { get; init; }
+    }
+
+    /// <summary>The parent progress record of a -ThrottleLimit batch; touched only on the pipeline thread.</summary>
+    private sealed class Batch(int total)
+    {
+        public const int ActivityId = 0;
+
+        public int Running { get; set; }
+
+        public int Done { get; set; }
+
+        public ProgressRecord Record(bool completed = false) => new(ActivityId, $"Moving {total} VMs", $"{Done} done, {Running} running")
+        {
+            PercentComplete = total == 0 ? 0 : Done * 100 / total,
+            RecordType = completed ? ProgressRecordType.Completed : ProgressRecordType.Processing,
+        };
     }
 }

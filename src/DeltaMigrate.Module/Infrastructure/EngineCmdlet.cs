@@ -47,7 +47,20 @@ public abstract class EngineCmdlet : PSCmdlet, IDisposable
         {
             // A Write* threw (the pipeline is stopping): the engine must finish its clean-up,
             // such as cancelling a migration and resuming the source, before the cmdlet returns.
+            // What it still posts runs (a Write* now fails, and is dropped), so none of it waits forever.
             _stopping.Cancel();
+            foreach (var action in queue.GetConsumingEnumerable())
+            {
+                try
+                {
+                    action();
+                }
+                catch (Exception)
+                {
+                    // the pipeline is stopping: output goes nowhere
+                }
+            }
+
             ((IAsyncResult)task).AsyncWaitHandle.WaitOne();
             throw;
         }
@@ -78,6 +91,50 @@ public abstract class EngineCmdlet : PSCmdlet, IDisposable
             // The work has ended and the pump with it: a late log line is dropped.
         }
     }
+
+    /// <summary>
+    /// Runs <paramref name="action"/> on the pipeline thread (Write*, remoting calls) for engine work
+    /// that needs its result; faults if the action throws or the pump has already ended.
+    /// </summary>
+    internal Task<T> OnPipelineAsync<T>(Func<T> action)
+    {
+        var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        void Run()
+        {
+            try
+            {
+                done.TrySetResult(action());
+            }
+            catch (Exception e)
+            {
+                done.TrySetException(e);
+            }
+        }
+
+        var queue = _queue;
+        if (queue is null || Environment.CurrentManagedThreadId == _pipelineThread)
+        {
+            Run();
+            return done.Task;
+        }
+
+        try
+        {
+            queue.Add(Run);
+        }
+        catch (InvalidOperationException)
+        {
+            done.TrySetException(new OperationCanceledException("The pipeline is no longer taking work."));
+        }
+
+        return done.Task;
+    }
+
+    internal Task OnPipelineAsync(Action action) => OnPipelineAsync(() =>
+    {
+        action();
+        return true;
+    });
 
     /// <summary>An IProgress whose reports run on the pipeline thread.</summary>
     protected IProgress<T> PipelineProgress<T>(Action<T> report) => new PostingProgress<T>(this, report);

@@ -6,21 +6,17 @@ namespace DeltaMigrate.Module.Infrastructure;
 
 /// <summary>
 /// The destination host's half of Move-KvmVM -DestinationHost, over PowerShell remoting (SSH): the
-/// same module version there, a waiting VM that matches the source, and Receive-KvmVM as a job in
-/// that session. The token comes back inside the session and goes straight to the engine: it is
+/// same module version there, and per VM a waiting VM that matches the source and Receive-KvmVM as a
+/// thread job in that session (<see cref="RemoteReceiver"/>). Each call is short and runs on the
+/// pipeline thread. The token comes back inside the session and goes straight to the engine: it is
 /// never printed and never on a command line.
 /// </summary>
 internal sealed class RemoteDestination(PSCmdlet cmdlet, PSObject session, bool ownsSession, string host)
 {
     private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(60);
-    private PSObject? _job;
 
     /// <summary>The address the source's side connects to (the session's host).</summary>
     public string Host { get; } = host;
-
-    public int Port { get; private set; }
-
-    public string Token { get; private set; } = "";
 
     public static RemoteDestination Connect(PSCmdlet cmdlet, string? hostName, string? userName, string? keyFilePath, int sshPort,
         System.Collections.Hashtable? sshOptions, PSObject? session)
@@ -89,70 +85,88 @@ internal sealed class RemoteDestination(PSCmdlet cmdlet, PSObject session, bool 
             """, start);
     }
 
-    /// <summary>Runs Receive-KvmVM there (for the VM by name, or a foreign one by its QMP socket) as a job and waits for its ready object (endpoint and token).</summary>
-    public void StartReceiver(string name, string? qmpSocket)
+    /// <summary>
+    /// Starts Receive-KvmVM there as a thread job inside the session, so one session serves several
+    /// receives at once, and returns once its ready object (endpoint and token) is in.
+    /// </summary>
+    public RemoteReceiver StartReceiver(string name, string? qmpSocket, int concurrent)
     {
-        _job = Invoke(cmdlet, """
-            param($Session, $Name, $QmpSocket)
-            Invoke-Command -Session $Session -AsJob -ArgumentList $Name, $QmpSocket -ScriptBlock {
-                param($n, $socket)
-                if ($socket) { Receive-KvmVM -QmpSocket $socket -Listen 0.0.0.0:0 -Confirm:$false }
-                else { Receive-KvmVM $n -Listen 0.0.0.0:0 -Confirm:$false }
+        var started = InvokeRemote("""
+            param($Name, $QmpSocket, $Throttle, $Seconds)
+            $m = Get-Module DeltaMigrate | Select-Object -First 1
+            $manifest = Join-Path $m.ModuleBase 'DeltaMigrate.psd1'
+            if (-not (Test-Path $manifest)) { $manifest = $m.Path }
+            # A thread job's runspace starts empty: it imports the module the session imported.
+            $job = Start-ThreadJob -ThrottleLimit $Throttle -ArgumentList $manifest, $Name, $QmpSocket -ScriptBlock {
+                param($Manifest, $N, $Socket)
+                Import-Module $Manifest
+                # A foreign QEMU waiting there is named by its QMP socket.
+                if ($Socket) { Receive-KvmVM -QmpSocket $Socket -Listen 0.0.0.0:0 -Confirm:$false }
+                else { Receive-KvmVM $N -Listen 0.0.0.0:0 -Confirm:$false }
             }
-            """, session, name, qmpSocket).Single();
-        var ready = Invoke(cmdlet, """
-            param($Job, $Seconds)
             $deadline = [DateTime]::UtcNow.AddSeconds($Seconds)
-            while ($Job.ChildJobs[0].Output.Count -lt 1) {
-                if ($Job.State -ne 'Running') { Receive-Job $Job -ErrorAction Stop; throw "Receive-KvmVM ended on the destination host before it was ready ($($Job.State))." }
-                if ([DateTime]::UtcNow -gt $deadline) { throw "Receive-KvmVM on the destination host was not ready within $Seconds s." }
+            while ($job.Output.Count -lt 1) {
+                if ($job.State -notin 'NotStarted', 'Running') { Receive-Job $job -ErrorAction Stop; throw "Receive-KvmVM $Name ended on the destination host before it was ready ($($job.State))." }
+                if ([DateTime]::UtcNow -gt $deadline) { Remove-Job $job -Force; throw "Receive-KvmVM $Name on the destination host was not ready within $Seconds s." }
                 Start-Sleep -Milliseconds 50
             }
-            $Job.ChildJobs[0].Output[0]
-            """, _job, ReadyTimeout.TotalSeconds).Single();
+            [pscustomobject]@{ Job = $job.InstanceId; Ready = $job.Output[0] }
+            """, name, qmpSocket, Math.Max(concurrent, 5), ReadyTimeout.TotalSeconds).Single();
+        var ready = PSObject.AsPSObject(started.Properties["Ready"].Value);
         var endpoint = ready.Properties["Endpoint"].Value.ToString()!;
-        Port = int.Parse(endpoint[(endpoint.LastIndexOf(':') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
-        Token = ready.Properties["Token"].Value.ToString()!;
+        var port = int.Parse(endpoint[(endpoint.LastIndexOf(':') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+        return new RemoteReceiver(this, LanguagePrimitives.ConvertTo<Guid>(started.Properties["Job"].Value), port, ready.Properties["Token"].Value.ToString()!);
     }
 
-    /// <summary>The receiving side's result (or its error, as an ErrorRecord's message), once it ended.</summary>
-    public PSObject? Finish()
+    /// <summary>The receive job's result (or its error, as a warning), once it ended; the job is removed.</summary>
+    internal PSObject? FinishReceiver(Guid job)
     {
-        if (_job is null)
-        {
-            return null;
-        }
-
         var output = Invoke(cmdlet, """
-            param($Job)
-            $null = Wait-Job $Job -Timeout 120
-            Receive-Job $Job -ErrorAction SilentlyContinue -ErrorVariable failed | Select-Object -Skip 1
-            if ($failed) { Write-Warning "Receive-KvmVM on the destination host: $($failed[0])" }
-            Remove-Job $Job -Force
-            """, _job);
-        _job = null;
+            param($Session, $Id)
+            $r = Invoke-Command -Session $Session -ArgumentList $Id -ScriptBlock {
+                param($Id)
+                $job = Get-Job -InstanceId $Id -ErrorAction SilentlyContinue
+                if (-not $job) { return }
+                $null = Wait-Job $job -Timeout 120
+                $failed = $null
+                $out = Receive-Job $job -ErrorAction SilentlyContinue -ErrorVariable failed | Select-Object -Skip 1
+                Remove-Job $job -Force
+                [pscustomobject]@{ Result = $out | Select-Object -First 1; Failure = [string]$(if ($failed) { $failed[0] }) }
+            }
+            if ($r.Failure) { Write-Warning "Receive-KvmVM on the destination host: $($r.Failure)" }
+            $r.Result
+            """, session, job);
         return output.FirstOrDefault();
     }
+
+    /// <summary>Stops a receive job that is still running (this side gave up) and removes it.</summary>
+    internal void StopReceiver(Guid job) =>
+        InvokeRemote("param($Id) Get-Job -InstanceId $Id -ErrorAction SilentlyContinue | Remove-Job -Force", job);
 
     /// <summary>Removes a VM this command started there (after a failure before the migration began).</summary>
     public void RemoveVm(string name) =>
         InvokeRemote("param($n) Stop-KvmVM $n -Force -Confirm:$false -ErrorAction SilentlyContinue", name);
 
+    /// <summary>Removes the session if this command opened it (its thread jobs end with its process).</summary>
     public void Close()
     {
-        if (_job is not null)
+        if (!ownsSession)
         {
-            Invoke(cmdlet, "param($Job) Stop-Job $Job; Remove-Job $Job -Force", _job);
-            _job = null;
+            return;
         }
 
-        if (ownsSession)
+        try
         {
             Invoke(cmdlet, "param($Session) Remove-PSSession $Session", session);
         }
+        catch (Exception e) when (e is EngineException or PipelineStoppedException)
+        {
+            // The pipeline is stopping and runs no script: close the connection itself.
+            (session.BaseObject as System.Management.Automation.Runspaces.PSSession)?.Runspace.Close();
+        }
     }
 
-    private void InvokeRemote(string script, params object?[] arguments) =>
+    private IReadOnlyList<PSObject> InvokeRemote(string script, params object?[] arguments) =>
         Invoke(cmdlet, """
             param($Session, $Script, $Arguments)
             Invoke-Command -Session $Session -ScriptBlock ([scriptblock]::Create($Script)) -ArgumentList $Arguments -ErrorAction Stop

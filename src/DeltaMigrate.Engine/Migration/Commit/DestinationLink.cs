@@ -40,7 +40,7 @@ internal sealed class DestinationLink : IAsyncDisposable
     }
 
     private static TunnelOptions TunnelOptionsFor(MigrationOptions options) =>
-        SenderOptions.WithLinkTimeout(options.LinkTimeout) with { BandwidthBytesPerSecond = options.Bandwidth };
+        SenderOptions.WithLinkTimeout(options.LinkTimeout) with { BandwidthBytesPerSecond = options.Bandwidth, SharedBandwidth = options.SharedBandwidth };
 
     /// <summary>Starts the destination's half for a VM on this host, then connects to it like any sender.</summary>
     public static async Task<DestinationLink> StartLocalAsync(LocalVmTarget target, MigrationOptions options, ILogger logger, CancellationToken ct)
