@@ -9,7 +9,7 @@ using DeltaMigrate.Module.Infrastructure;
 namespace DeltaMigrate.Module.Commands;
 
 /// <summary>Live-migrates a VM to a VM waiting on this host or to host:port of a waiting QEMU.</summary>
-[Cmdlet(VerbsCommon.Move, "KvmVM", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = "Name")]
+[Cmdlet(VerbsCommon.Move, "KvmVM", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = "VM")]
 [OutputType(typeof(MigrationResult))]
 public sealed class MoveKvmVMCommand : EngineCmdlet
 {
