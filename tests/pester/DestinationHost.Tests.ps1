@@ -43,6 +43,24 @@ Describe 'Move-KvmVM -Session: one command to another host' {
         Invoke-Command -Session $S { Stop-KvmVM $using:name -Force }
     }
 
+    It 'moves with -Compress <_> -KeepSource -DestinationPaused: the RAM there is identical byte for byte' -ForEach 'Delta', 'Native' {
+        $name = "ram-$($_.ToLower())"
+        $null = Start-TestSource -Name $name
+        $result = Move-KvmVM $name -Session $S -Compress $_ -KeepSource -DestinationPaused -Bandwidth 20MB -MaxDowntime 0.05 -PassThru
+        $result.Status | Should -Be 'Completed'
+        $result.DestinationState | Should -Be 'paused'
+        $result.DirtySyncCount | Should -BeGreaterThan 1 -Because 'pages were sent again while the guest ran'
+        $here = Join-Path $RunDir "$name.here.mem"; $there = Join-Path $RunDir "$name.there.mem"
+        Save-GuestMemory $name $here
+        # pmemsave runs in the other host's QEMU; the file lands on this machine's filesystem all the same.
+        Invoke-Command -Session $S { Invoke-KvmQmp -Name $using:name -Command pmemsave -Arguments @{ val = 0; size = 128MB; filename = $using:there } -Confirm:$false } | Out-Null
+        Wait-Until { (Test-Path $there) -and (Get-Item $there).Length -eq 128MB } "pmemsave on the other host"
+        (Get-FileHash $here).Hash | Should -Be (Get-FileHash $there).Hash -Because 'the destination holds exactly the source RAM'
+        Remove-Item $here, $there
+        Stop-KvmVM $name -Force
+        Invoke-Command -Session $S { Stop-KvmVM $using:name -Force }
+    }
+
     It 'keeps the source with -KeepSource and names the destination with -DestinationName' {
         $null = Start-TestSource -Name keep-src
         $result = Move-KvmVM keep-src -Session $S -DestinationName keep-there -KeepSource -Compress Native -Bandwidth 20MB -PassThru

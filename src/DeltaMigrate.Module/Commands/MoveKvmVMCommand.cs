@@ -110,6 +110,10 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
     [Parameter]
     public SwitchParameter KeepSource { get; set; }
 
+    /// <summary>With -DestinationHost or -Session: the VM started there stays paused after the commit (libvirt's --suspend), e.g. to compare its RAM.</summary>
+    [Parameter]
+    public SwitchParameter DestinationPaused { get; set; }
+
     /// <summary>Output the KvmMigrationResult (otherwise a one-line summary goes to the host).</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
@@ -360,7 +364,7 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
             remote.ImportModule(MyInvocation.MyCommand.Module.Version, ManifestPath());
             if (DestinationQmpSocket is null)
             {
-                remote.StartWaitingVm(planned.Source, destinationName);
+                remote.StartWaitingVm(planned.Source, destinationName, DestinationPaused);
                 move.RemoteVm = (remote, destinationName);
             }
 

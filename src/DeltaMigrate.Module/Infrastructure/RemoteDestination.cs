@@ -50,7 +50,7 @@ internal sealed class RemoteDestination(PSCmdlet cmdlet, PSObject session, bool 
             """, modulePath, version.ToString());
 
     /// <summary>Starts a waiting VM like the source there, from what it was started with (or, for a foreign VM, what its QEMU says).</summary>
-    public void StartWaitingVm(VmRecord source, string name)
+    public void StartWaitingVm(VmRecord source, string name, bool staysPaused)
     {
         var spec = source.Spec ?? throw new EngineException("SourceSpecUnknown", ErrorKind.InvalidState,
             source.Foreign
@@ -65,6 +65,7 @@ internal sealed class RemoteDestination(PSCmdlet cmdlet, PSObject session, bool 
             ["Accelerator"] = spec.Accelerator.ToString(),
             ["QemuPath"] = spec.QemuPath,
             ["ArgumentList"] = spec.ExtraArguments.ToArray(),
+            ["Paused"] = staysPaused,
         };
         if (spec.Disk is not null)
         {
