@@ -1,7 +1,7 @@
 # Export-KvmMigrationReport: the report of a real migration, as HTML and PNG.
 BeforeAll {
-    Import-Module "$PSScriptRoot/../../DeltaMigrate.psd1" -Force
     . "$PSScriptRoot/TestHelpers.ps1"
+    Import-Module $ModuleUnderTest -Force
     $script:RunDir = Initialize-TestRunDirectory
     $script:Out = Join-Path $RunDir 'reports'
     New-Item -ItemType Directory $Out | Out-Null
