@@ -9,6 +9,7 @@
     PowerShellVersion    = '7.4'
     CompatiblePSEditions = @('Core')
     FormatsToProcess     = @('module/DeltaMigrate.Format.ps1xml')
+    TypesToProcess       = @('module/DeltaMigrate.Types.ps1xml')
     CmdletsToExport      = @(
         'Start-KvmVM'
         'Get-KvmVM'

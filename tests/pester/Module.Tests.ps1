@@ -102,7 +102,7 @@ Describe 'The manifest and the package' {
         $Module.Path | Should -Be (Join-Path $Module.ModuleBase 'DeltaMigrate.dll') -Because 'RootModule is relative to the manifest'
         Test-Path (Join-Path $Module.ModuleBase 'en-US/about_DeltaMigrate.help.txt') | Should -BeTrue
         Test-Path (Join-Path $Module.ModuleBase 'LICENSE') | Should -BeTrue
-        foreach ($file in 'en-US/DeltaMigrate.dll-Help.xml', 'en-US/about_DeltaMigrate.help.txt', 'DeltaMigrate.Format.ps1xml') {
+        foreach ($file in 'en-US/DeltaMigrate.dll-Help.xml', 'en-US/about_DeltaMigrate.help.txt', 'DeltaMigrate.Format.ps1xml', 'DeltaMigrate.Types.ps1xml') {
             (Get-FileHash (Join-Path $Module.ModuleBase $file)).Hash | Should -Be (Get-FileHash (Join-Path $Root "module/$file")).Hash -Because "the package ships the repository's $file"
         }
     }
