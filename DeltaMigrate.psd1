@@ -9,6 +9,7 @@
     PowerShellVersion    = '7.4'
     CompatiblePSEditions = @('Core')
     FormatsToProcess     = @('module/DeltaMigrate.Format.ps1xml')
+    TypesToProcess       = @('module/DeltaMigrate.Types.ps1xml')
     CmdletsToExport      = @(
         'Start-KvmVM'
         'Get-KvmVM'
@@ -25,8 +26,17 @@
     VariablesToExport    = @()
     PrivateData          = @{
         PSData = @{
-            Tags       = @('KVM', 'QEMU', 'LiveMigration', 'XBZRLE', 'Linux')
-            ProjectUri = ''
+            Tags         = @('KVM', 'QEMU', 'LiveMigration', 'Migration', 'XBZRLE', 'Virtualization', 'Linux', 'PSEdition_Core')
+            ProjectUri   = 'https://github.com/DeltaMigrate/DeltaMigrate'
+            LicenseUri   = 'https://github.com/DeltaMigrate/DeltaMigrate/blob/main/LICENSE'
+            ReleaseNotes = @'
+0.1.0: first release. Move-KvmVM live-migrates a KVM/QEMU VM on one host or to another
+(Receive-KvmVM, or -DestinationHost/-Session over PowerShell remoting) in four modes: Delta
+(XBZRLE against a mirrored page cache, LZ4, AES-GCM tunnel; the default), Lz4, Native (QEMU's
+XBZRLE) and None; every migration commits in two phases. Measure-KvmVM predicts each mode;
+Export-KvmMigrationReport charts a result (also one read back with Import-Clixml).
+Linux x64 and arm64.
+'@
         }
     }
 }

@@ -11,7 +11,10 @@
              OpenSSH server and client (apt, for the test hosts), Pester (NuGet, into .tools/)
              and compile the test guest. A second run does nothing.
       build  deps, then compile the module into module/bin (Import-Module ./DeltaMigrate.psd1).
-      test   build, then dotnet format --verify-no-changes, xUnit and Pester (in a fresh pwsh).
+      package  build, then lay the module out as installed (out/DeltaMigrate/<version>/) and publish
+             it with PSResourceGet to a local file repository: out/repo/DeltaMigrate.<version>.nupkg.
+      test   package, then dotnet format --verify-no-changes, xUnit, and Pester (in a fresh pwsh)
+             against the package installed with Install-PSResource into a temporary module path.
       demo   build, then start two local VMs and live-migrate one into the other.
       bench  build, then real migrations over shaped links (root) into docs/benchmarks.md:
              the full grid, 3 runs per cell (~50 min); -Quick a reduced grid in under 10 minutes
@@ -21,7 +24,7 @@
 [CmdletBinding()]
 param(
     [Parameter(Position = 0)]
-    [ValidateSet('deps', 'build', 'test', 'demo', 'bench', 'clean')]
+    [ValidateSet('deps', 'build', 'package', 'test', 'demo', 'bench', 'clean')]
     [string] $Task = 'build',
 
     [ValidateSet('Debug', 'Release')]
@@ -187,9 +190,64 @@ function Invoke-Deps {
 function Invoke-Build {
     Invoke-Deps
     Write-Step "Building the module ($Configuration) into module/bin"
+    # From empty, so files an older build published (e.g. other RIDs' natives) never reach the package.
+    Remove-Item -Recurse -Force (Join-Path $Root 'module/bin') -ErrorAction Ignore
     Invoke-Native dotnet publish (Join-Path $Root 'src/DeltaMigrate.Module') -c $Configuration -o (Join-Path $Root 'module/bin') --nologo --verbosity quiet
     # PowerShell looks for a binary module's help only beside its manifest (the repository root).
     Copy-Item -Recurse -Force (Join-Path $Root 'module/en-US') $Root
+}
+
+function Invoke-PSResourceGet([string] $HomeDirectory, [string] $Script) {
+    # PSResourceGet keeps its repository list and CurrentUser modules under $HOME: a private HOME, in a
+    # pwsh of its own, keeps the build's repository and installs out of the user's.
+    $data = Join-Path $HomeDirectory '.local/share'
+    # Both must exist, or .NET hands PSResourceGet and NuGet '' and they write into the current folder.
+    $null = New-Item -ItemType Directory -Force $data, (Join-Path $HomeDirectory '.config')
+    $saved = $env:HOME, $env:XDG_DATA_HOME
+    $env:HOME = $HomeDirectory; $env:XDG_DATA_HOME = $data
+    try { Invoke-Native (Join-Path $PSHOME 'pwsh') -NoProfile -NonInteractive -Command "`$ErrorActionPreference = 'Stop'; $Script" }
+    finally { $env:HOME, $env:XDG_DATA_HOME = $saved }
+}
+
+function Invoke-Package {
+    Invoke-Build
+    $version = (Import-PowerShellDataFile (Join-Path $Root 'DeltaMigrate.psd1')).ModuleVersion
+    $out = Join-Path $Root 'out'
+    $dir = Join-Path $out "DeltaMigrate/$version"
+    $script:PackageRepository = Join-Path $out 'repo'
+    Write-Step "Packaging DeltaMigrate $version into out/DeltaMigrate/$version and out/repo"
+    Remove-Item -Recurse -Force (Join-Path $out 'DeltaMigrate'), $PackageRepository, (Join-Path $out 'home') -ErrorAction Ignore
+    New-Item -ItemType Directory -Force $dir, $PackageRepository | Out-Null
+    Copy-Item -Recurse (Join-Path $Root 'module/bin/*') $dir
+    Copy-Item -Recurse (Join-Path $Root 'module/*') $dir -Exclude bin
+    Copy-Item (Join-Path $Root 'LICENSE') $dir
+    # One manifest: the repository's, with its module/ paths made relative to the package folder.
+    $manifest = (Get-Content -Raw (Join-Path $Root 'DeltaMigrate.psd1')) -replace "'module/(bin/)?", "'"
+    if ($manifest -match 'module/') { throw "DeltaMigrate.psd1 names a module/ path the package step does not map: $($manifest -split "`n" -match 'module/')" }
+    [IO.File]::WriteAllText((Join-Path $dir 'DeltaMigrate.psd1'), $manifest)
+    $null = Test-ModuleManifest (Join-Path $dir 'DeltaMigrate.psd1')
+    Invoke-PSResourceGet (Join-Path $out 'home') @"
+Register-PSResourceRepository -Name DeltaMigrateBuild -Uri '$PackageRepository' -Trusted
+Publish-PSResource -Path '$dir' -Repository DeltaMigrateBuild
+"@
+    Remove-Item -Recurse -Force (Join-Path $out 'home')
+    $nupkg = Get-Item (Join-Path $PackageRepository "DeltaMigrate.$version.nupkg")
+    $size = (Get-ChildItem -Recurse -File $dir | Measure-Object Length -Sum).Sum
+    Write-Done ("{0} ({1:0.0} MiB); installed {2:0.0} MiB" -f $nupkg.FullName, ($nupkg.Length / 1MB), ($size / 1MB))
+}
+
+function Install-TestPackage {
+    # What users install is what Pester tests: the .nupkg, installed by Install-PSResource into a
+    # fresh temporary module path that the Pester process puts first in PSModulePath.
+    $version = (Import-PowerShellDataFile (Join-Path $Root 'DeltaMigrate.psd1')).ModuleVersion
+    $installHome = Join-Path ([IO.Path]::GetTempPath()) "deltamigrate-install-$PID"
+    Remove-Item -Recurse -Force $installHome -ErrorAction Ignore
+    Write-Step "Installing DeltaMigrate $version from out/repo with Install-PSResource (into $installHome)"
+    Invoke-PSResourceGet $installHome @"
+Register-PSResourceRepository -Name DeltaMigrateBuild -Uri '$PackageRepository' -Trusted
+Install-PSResource -Name DeltaMigrate -Version '$version' -Repository DeltaMigrateBuild -Scope CurrentUser -TrustRepository
+"@
+    $installHome
 }
 
 function Get-TrxCounts([string] $Directory) {
@@ -204,7 +262,7 @@ function Get-TrxCounts([string] $Directory) {
 }
 
 function Invoke-Test {
-    Invoke-Build
+    Invoke-Package
     Write-Step 'dotnet format --verify-no-changes'
     Invoke-Native dotnet format (Join-Path $Root 'DeltaMigrate.sln') --verify-no-changes --verbosity quiet
 
@@ -216,10 +274,15 @@ function Invoke-Test {
     $xunitExit = $LASTEXITCODE
     $xunit = Get-TrxCounts $results
 
-    Write-Step 'Pester (module, against real QEMU) in a fresh pwsh'
+    $installHome = Install-TestPackage
+    $modules = Join-Path $installHome '.local/share/powershell/Modules'
+    Write-Step 'Pester (the installed module, against real QEMU) in a fresh pwsh'
     $pesterXml = Join-Path $results 'pester.xml'
+    # DELTAMIGRATE_TEST_MODULE: the test files import this name (by hand, without it, the repository's manifest).
     $script = @"
 `$ErrorActionPreference = 'Stop'
+`$env:PSModulePath = '$modules' + [IO.Path]::PathSeparator + `$env:PSModulePath
+`$env:DELTAMIGRATE_TEST_MODULE = 'DeltaMigrate'
 Import-Module '$PesterManifest'
 `$config = New-PesterConfiguration
 `$config.Run.Path = Get-ChildItem '$Root/tests/pester' -Filter '$PesterFilter.Tests.ps1' | ForEach-Object FullName
@@ -231,6 +294,7 @@ Import-Module '$PesterManifest'
 "PESTER `$(`$r.PassedCount) `$(`$r.FailedCount + `$r.FailedBlocksCount + `$r.FailedContainersCount) `$(`$r.SkippedCount)"
 "@
     & dotnet pwsh -NoProfile -NonInteractive -Command $script | Tee-Object -Variable lines | Out-Host
+    Remove-Item -Recurse -Force $installHome -ErrorAction Ignore
     $summary = $lines | Where-Object { $_ -match '^PESTER (\d+) (\d+) (\d+)$' } | Select-Object -Last 1
     if (-not $summary) { throw 'Pester did not report a result.' }
     $null = $summary -match '^PESTER (\d+) (\d+) (\d+)$'
@@ -261,11 +325,12 @@ function Invoke-Bench {
 switch ($Task) {
     'deps' { Invoke-Deps }
     'build' { Invoke-Build }
+    'package' { Invoke-Package }
     'test' { Invoke-Test }
     'demo' { Invoke-Demo }
     'bench' { Invoke-Bench }
     'clean' {
-        Remove-Item -Recurse -Force (Join-Path $Root 'module/bin'), (Join-Path $Root 'artifacts') -ErrorAction Ignore
+        Remove-Item -Recurse -Force (Join-Path $Root 'module/bin'), (Join-Path $Root 'artifacts'), (Join-Path $Root 'out') -ErrorAction Ignore
         Get-ChildItem $Root -Include bin, obj -Recurse -Directory | Remove-Item -Recurse -Force
     }
 }

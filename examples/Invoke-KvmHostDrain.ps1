@@ -40,7 +40,8 @@ param(
 )
 
 $ErrorActionPreference = 'Stop'
-Import-Module (Join-Path $PSScriptRoot '../DeltaMigrate.psd1')
+# A DeltaMigrate already imported (e.g. the installed package) is used as it is.
+if (-not (Get-Module DeltaMigrate)) { Import-Module (Join-Path $PSScriptRoot '../DeltaMigrate.psd1') }
 
 function Write-Log($VM, $Target, $Result, [string] $ErrorText) {
     [pscustomobject]@{

@@ -1,7 +1,7 @@
 # Delta and Lz4: our tunnel between real QEMU processes, RAM compared byte for byte.
 BeforeAll {
-    Import-Module "$PSScriptRoot/../../DeltaMigrate.psd1" -Force
     . "$PSScriptRoot/TestHelpers.ps1"
+    Import-Module $ModuleUnderTest -Force
     $script:RunDir = Initialize-TestRunDirectory
     $script:Slow = @{ Bandwidth = 20MB; MaxDowntime = 0.05; KeepSource = $true }   # kept: RAM is compared afterwards
 }
@@ -67,7 +67,7 @@ Describe 'Receive-KvmVM: the destination host runs the receiver' {
     BeforeAll {
         function Start-Receiver([string] $Name, [string] $Token) {
             $ps = [powershell]::Create()
-            $null = $ps.AddScript("Import-Module '$Root/DeltaMigrate.psd1'; Receive-KvmVM -Name $Name -Listen 127.0.0.1:0 -Token '$Token' -Timeout 120")
+            $null = $ps.AddScript("Import-Module '$ModuleUnderTest'; Receive-KvmVM -Name $Name -Listen 127.0.0.1:0 -Token '$Token' -Timeout 120")
             $output = [Management.Automation.PSDataCollection[psobject]]::new()
             $handle = $ps.BeginInvoke([Management.Automation.PSDataCollection[psobject]]::new(), $output)
             [pscustomobject]@{ PowerShell = $ps; Handle = $handle; Output = $output }
@@ -133,15 +133,15 @@ Describe 'Receive-KvmVM: the destination host runs the receiver' {
             Wait-Until { $receiver.Output.Count -ge 1 } 'the receiver to be ready'
             # Another runspace stops the receiver, and the tunnel with it, once data flows.
             $null = $cutter.AddScript({
-                    param($Receiver, $Root)
-                    Import-Module "$Root/DeltaMigrate.psd1"
+                    param($Receiver, $Module)
+                    Import-Module $Module
                     $deadline = [DateTime]::UtcNow.AddSeconds(60)
                     while ([DateTime]::UtcNow -lt $deadline) {
                         $m = Invoke-KvmQmp -Name cut-src -Command query-migrate
                         if ($m.PSObject.Properties['ram'] -and $m.ram.transferred -gt 4MB) { $Receiver.Stop(); 'cut'; break }
                         Start-Sleep -Milliseconds 50
                     }
-                }).AddArgument($receiver.PowerShell).AddArgument("$Root")
+                }).AddArgument($receiver.PowerShell).AddArgument("$ModuleUnderTest")
             $handle = $cutter.BeginInvoke()
             $err = $null
             Move-KvmVM cut-src -Destination $receiver.Output[0].Endpoint -Token $token -Bandwidth 4MB -ErrorAction SilentlyContinue -ErrorVariable err

@@ -1,14 +1,14 @@
 # Move-KvmVM to another host in one command, over PowerShell remoting (SSH) into a namespace host
 # (TestHosts.ps1): the matching VM and Receive-KvmVM are started there, the token never shows.
 BeforeAll {
-    Import-Module "$PSScriptRoot/../../DeltaMigrate.psd1" -Force
     . "$PSScriptRoot/TestHelpers.ps1"
+    Import-Module $ModuleUnderTest -Force
     . "$PSScriptRoot/TestHosts.ps1"
     $script:RunDir = Initialize-TestRunDirectory
     $script:H = New-TestHost -Name mv -LinkRate 1gbit
     $script:S = New-TestHostSession -TestHost $H
-    # The remote side imports the module from the same path (this machine's filesystem).
-    Invoke-Command -Session $S { Import-Module $using:Root/DeltaMigrate.psd1 }
+    # The remote side imports the same module (by name from the package: sshd passes PSModulePath on).
+    Invoke-Command -Session $S { Import-Module $using:ModuleUnderTest }
 
     function Get-RemoteVM([string] $Name) {
         Invoke-Command -Session $S { Get-KvmVM -Name $using:Name -ErrorAction SilentlyContinue } | Select-Object Name, State, SerialLog

@@ -1,7 +1,7 @@
 # examples/ are part of the product: run them against real QEMU.
 BeforeAll {
-    Import-Module "$PSScriptRoot/../../DeltaMigrate.psd1" -Force
     . "$PSScriptRoot/TestHelpers.ps1"
+    Import-Module $ModuleUnderTest -Force
     $script:RunDir = Initialize-TestRunDirectory
     $script:Drain = Join-Path $Root 'examples/Invoke-KvmHostDrain.ps1'
 }

@@ -1,8 +1,8 @@
 # examples/Invoke-KvmFleetDrain.ps1 against three namespace hosts (TestHosts.ps1), each with its own
 # sshd: h1 drains into h2 while h2 drains its own VMs into h3, both at once, over remoting.
 BeforeAll {
-    Import-Module "$PSScriptRoot/../../DeltaMigrate.psd1" -Force
     . "$PSScriptRoot/TestHelpers.ps1"
+    Import-Module $ModuleUnderTest -Force
     . "$PSScriptRoot/TestHosts.ps1"
     $script:RunDir = Initialize-TestRunDirectory
     $script:FleetDrain = Join-Path $Root 'examples/Invoke-KvmFleetDrain.ps1'
@@ -14,7 +14,7 @@ BeforeAll {
     $script:Sessions = @{}
     foreach ($h in $Hosts) {
         $Sessions[$h.Name] = New-TestHostSession -TestHost $h
-        Invoke-Command -Session $Sessions[$h.Name] { Import-Module $using:Root/DeltaMigrate.psd1 }
+        Invoke-Command -Session $Sessions[$h.Name] { Import-Module $using:ModuleUnderTest }
     }
 
     function Get-SshOption($TestHost) {
@@ -61,7 +61,7 @@ Describe 'examples/Invoke-KvmFleetDrain.ps1' {
             }
         )
 
-        $rows = @(& $FleetDrain -Plan $plan -LogPath $log -ThrottleLimit 2 -Bandwidth 20MB -Module "$Root/DeltaMigrate.psd1")
+        $rows = @(& $FleetDrain -Plan $plan -LogPath $log -ThrottleLimit 2 -Bandwidth 20MB -Module $ModuleUnderTest)
 
         $csv = @(Import-Csv $log | Sort-Object VMName)
         $csv.Count | Should -Be 3

@@ -1,15 +1,15 @@
 # VMs the module did not start: QEMUs started by hand with one -qmp socket (no second monitor, no
 # -S, none of our files), as the source and the destination, on one host and to another.
 BeforeAll {
-    Import-Module "$PSScriptRoot/../../DeltaMigrate.psd1" -Force
     . "$PSScriptRoot/TestHelpers.ps1"
+    Import-Module $ModuleUnderTest -Force
     . "$PSScriptRoot/TestHosts.ps1"
     $script:RunDir = Initialize-TestRunDirectory
     $script:Hand = Join-Path ([IO.Path]::GetTempPath()) "dm-hand-$([guid]::NewGuid().ToString('n').Substring(0, 8))"
     $null = New-Item -ItemType Directory $Hand
     $script:H = New-TestHost -Name fv -LinkRate 1gbit
     $script:S = New-TestHostSession -TestHost $H
-    Invoke-Command -Session $S { Import-Module $using:Root/DeltaMigrate.psd1 }
+    Invoke-Command -Session $S { Import-Module $using:ModuleUnderTest }
 
     function Start-HandQemu([string] $Name, [switch] $Incoming) {
         # As an admin or a script would: its own folder, one monitor, daemonized with a pid file.

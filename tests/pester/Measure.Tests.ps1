@@ -1,7 +1,7 @@
 # Measure-KvmVM: sampling a running test guest and predicting per mode.
 BeforeAll {
-    Import-Module "$PSScriptRoot/../../DeltaMigrate.psd1" -Force
     . "$PSScriptRoot/TestHelpers.ps1"
+    Import-Module $ModuleUnderTest -Force
     $script:RunDir = Initialize-TestRunDirectory
 }
 

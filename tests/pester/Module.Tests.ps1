@@ -1,7 +1,7 @@
 # The module's surface: manifest, help, WhatIf, error ids. No migration needed.
 BeforeAll {
-    Import-Module "$PSScriptRoot/../../DeltaMigrate.psd1" -Force
     . "$PSScriptRoot/TestHelpers.ps1"
+    Import-Module $ModuleUnderTest -Force
     $script:RunDir = Initialize-TestRunDirectory
 }
 
@@ -11,6 +11,18 @@ AfterAll {
 
 BeforeDiscovery {
     $script:Cmdlets = 'Start-KvmVM', 'Get-KvmVM', 'Stop-KvmVM', 'Resume-KvmVM', 'Invoke-KvmQmp', 'Move-KvmVM', 'Receive-KvmVM', 'Measure-KvmVM', 'Export-KvmMigrationReport'
+    # One test per help example: its code, as Get-Help shows it (the file is the one the package ships).
+    $maml = [xml](Get-Content -Raw "$PSScriptRoot/../../module/en-US/DeltaMigrate.dll-Help.xml")
+    $ns = [Xml.XmlNamespaceManager]::new($maml.NameTable)
+    $ns.AddNamespace('command', 'http://schemas.microsoft.com/maml/dev/command/2004/10')
+    $ns.AddNamespace('dev', 'http://schemas.microsoft.com/maml/dev/2004/10')
+    $script:HelpExamples = foreach ($command in $maml.SelectNodes('//command:command', $ns)) {
+        $name = $command.SelectSingleNode('command:details/command:name', $ns).InnerText
+        $i = 0
+        foreach ($code in $command.SelectNodes('command:examples/command:example/dev:code', $ns)) {
+            @{ Cmdlet = $name; Number = ++$i; Code = $code.InnerText }
+        }
+    }
 }
 
 Describe 'DeltaMigrate module' {
@@ -39,8 +51,81 @@ Describe 'DeltaMigrate module' {
         Get-KvmVM 'tab-*' | Stop-KvmVM -Force -Confirm:$false
     }
 
-    It 'has an about topic' {
-        Get-Help about_DeltaMigrate | Out-String | Should -Match 'Move-KvmVM'
+    It 'has an about topic that names every exported cmdlet' {
+        $about = Get-Help about_DeltaMigrate | Out-String
+        $about | Should -Match 'Move-KvmVM'
+        foreach ($name in (Get-Command -Module DeltaMigrate).Name) {
+            $about | Should -Match "\b$([regex]::Escape($name))\b" -Because "about_DeltaMigrate should introduce $name"
+        }
+    }
+
+    It 'help example <Number> of <Cmdlet> parses and calls only commands that exist' -ForEach $HelpExamples {
+        $tokens = $errors = $null
+        $ast = [Management.Automation.Language.Parser]::ParseInput($Code, [ref]$tokens, [ref]$errors)
+        $errors.Message | Should -BeNullOrEmpty -Because "the example's code is PowerShell:`n$Code"
+        $names = $ast.FindAll({ $args[0] -is [Management.Automation.Language.CommandAst] }, $true).GetCommandName() | Where-Object { $_ } | Sort-Object -Unique
+        foreach ($name in $names) {
+            Get-Command $name -ErrorAction Ignore | Should -Not -BeNullOrEmpty -Because "example $Number of $Cmdlet calls '$name'"
+        }
+    }
+}
+
+Describe 'The manifest and the package' {
+    BeforeAll {
+        $script:Module = Get-Module DeltaMigrate
+        $script:Manifest = Join-Path $Module.ModuleBase 'DeltaMigrate.psd1'
+    }
+
+    It 'has a valid manifest with project, licence, release notes and tags' {
+        $m = Test-ModuleManifest $Manifest -ErrorAction Stop
+        $m.Version | Should -Be $Module.Version
+        "$($m.ProjectUri)" | Should -Match '^https://'
+        "$($m.LicenseUri)" | Should -Match '^https://.*/LICENSE$'
+        $m.ReleaseNotes | Should -Match "^$([regex]::Escape($m.Version.ToString())):"
+        $m.Tags | Should -Contain 'KVM'
+        $m.Tags | Should -Contain 'PSEdition_Core'
+        (Test-ModuleManifest (Join-Path $Root 'DeltaMigrate.psd1')).Version | Should -Be $m.Version -Because 'the package is built from the repository''s manifest'
+    }
+
+    It 'ships an MIT LICENSE whose holder is the manifest''s Copyright' {
+        $license = Get-Content -Raw (Join-Path $Root 'LICENSE')
+        $license | Should -Match '^MIT License'
+        $holder = (Import-PowerShellDataFile $Manifest).Copyright -replace '^\(c\)\s*', '' -replace '\.\s*MIT licence\.$', ''
+        $license | Should -Match "Copyright \(c\) $([regex]::Escape($holder))"
+    }
+
+    It 'is the package installed by Install-PSResource, imported by name' -Skip:(-not $env:DELTAMIGRATE_TEST_MODULE) {
+        $installed = Get-InstalledPSResource -Name DeltaMigrate -Path (Split-Path (Split-Path $Module.ModuleBase)) -ErrorAction Stop
+        $installed.Version | Should -Be $Module.Version
+        $Module.ModuleBase | Should -Be (Join-Path $installed.InstalledLocation "DeltaMigrate/$($Module.Version)")
+        $Module.ModuleBase | Should -Not -BeLike "$Root*" -Because 'the tests run against what users install, not the build output'
+        $Module.Path | Should -Be (Join-Path $Module.ModuleBase 'DeltaMigrate.dll') -Because 'RootModule is relative to the manifest'
+        Test-Path (Join-Path $Module.ModuleBase 'en-US/about_DeltaMigrate.help.txt') | Should -BeTrue
+        Test-Path (Join-Path $Module.ModuleBase 'LICENSE') | Should -BeTrue
+        foreach ($file in 'en-US/DeltaMigrate.dll-Help.xml', 'en-US/about_DeltaMigrate.help.txt', 'DeltaMigrate.Format.ps1xml', 'DeltaMigrate.Types.ps1xml') {
+            (Get-FileHash (Join-Path $Module.ModuleBase $file)).Hash | Should -Be (Get-FileHash (Join-Path $Root "module/$file")).Hash -Because "the package ships the repository's $file"
+        }
+    }
+
+    It 'is under 25 MB installed, with native libraries for linux-x64 and linux-arm64 only' -Skip:(-not $env:DELTAMIGRATE_TEST_MODULE) {
+        $size = (Get-ChildItem -Recurse -File $Module.ModuleBase | Measure-Object Length -Sum).Sum
+        $size | Should -BeLessThan 25MB
+        (Get-ChildItem (Join-Path $Module.ModuleBase 'runtimes') -Directory).Name | Sort-Object | Should -Be 'linux-arm64', 'linux-x64'
+        foreach ($rid in 'linux-x64', 'linux-arm64') {
+            (Get-ChildItem (Join-Path $Module.ModuleBase "runtimes/$rid/native")).Name | Sort-Object | Should -Be 'libHarfBuzzSharp.so', 'libSkiaSharp.so'
+        }
+    }
+
+    It 'loads the charting libraries only when a report is exported' {
+        # A fresh pwsh: this one may have drawn a chart already.
+        $loaded = & (Join-Path $PSHOME 'pwsh') -NoProfile -NonInteractive -Command "
+            `$ErrorActionPreference = 'Stop'
+            Import-Module '$ModuleUnderTest'
+            `$null = Get-KvmVM; `$null = Get-Help Export-KvmMigrationReport
+            [AppDomain]::CurrentDomain.GetAssemblies().GetName().Name -match '^(ScottPlot|SkiaSharp|HarfBuzzSharp|DeltaMigrate.Reports)$'
+            'DONE'"
+        $LASTEXITCODE | Should -Be 0
+        $loaded | Should -Be 'DONE'
     }
 }
 

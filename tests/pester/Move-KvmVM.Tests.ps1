@@ -1,7 +1,7 @@
 # Live migrations between real QEMU processes (TCG) while the test guest dirties memory.
 BeforeAll {
-    Import-Module "$PSScriptRoot/../../DeltaMigrate.psd1" -Force
     . "$PSScriptRoot/TestHelpers.ps1"
+    Import-Module $ModuleUnderTest -Force
     $script:RunDir = Initialize-TestRunDirectory
     # Slow enough that a migration takes several rounds, and XBZRLE sees pages again.
     $script:Slow = @{ Bandwidth = 20MB; MaxDowntime = 0.05; KeepSource = $true }   # kept: RAM is compared afterwards
@@ -10,7 +10,7 @@ BeforeAll {
         # Another runspace of this process, with the module loaded: for work that must run
         # while the test thread is blocked in Move-KvmVM, or that the test must stop.
         $ps = [powershell]::Create()
-        $null = $ps.AddScript("Import-Module '$Root/DeltaMigrate.psd1'; $Script")
+        $null = $ps.AddScript("Import-Module '$ModuleUnderTest'; $Script")
         [pscustomobject]@{ PowerShell = $ps; Handle = $ps.BeginInvoke() }
     }
 

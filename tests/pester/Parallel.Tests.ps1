@@ -1,8 +1,8 @@
 # Many VMs at once (Move-KvmVM -ThrottleLimit), the memory budget of their page caches, and -AsJob,
 # against real QEMU; the remote case over real sshd in a network namespace (TestHosts.ps1).
 BeforeAll {
-    Import-Module "$PSScriptRoot/../../DeltaMigrate.psd1" -Force
     . "$PSScriptRoot/TestHelpers.ps1"
+    Import-Module $ModuleUnderTest -Force
     . "$PSScriptRoot/TestHosts.ps1"
     $script:RunDir = Initialize-TestRunDirectory
     # Light guests: 16 MiB of random data each, a small hot set, so five fit on two shared cores.
@@ -25,7 +25,7 @@ Describe 'Move-KvmVM -ThrottleLimit to another host' {
     BeforeAll {
         $script:H = New-TestHost -Name par
         $script:S = New-TestHostSession -TestHost $H
-        Invoke-Command -Session $S { Import-Module $using:Root/DeltaMigrate.psd1 }
+        Invoke-Command -Session $S { Import-Module $using:ModuleUnderTest }
     }
 
     AfterAll {
@@ -44,7 +44,7 @@ Describe 'Move-KvmVM -ThrottleLimit to another host' {
                     param($Manifest, $Address, $Key, $Ssh)
                     Import-Module $Manifest
                     Get-KvmVM 'par?' | Move-KvmVM -DestinationHost $Address -UserName root -KeyFilePath $Key -SshOption $Ssh -ThrottleLimit 3 -Bandwidth 12MB -PassThru
-                }).AddArgument("$Root/DeltaMigrate.psd1").AddArgument($H.Address).AddArgument($H.KeyFilePath).AddArgument($ssh)
+                }).AddArgument($ModuleUnderTest).AddArgument($H.Address).AddArgument($H.KeyFilePath).AddArgument($ssh)
             $results = @($ps.Invoke())
             $errors = @($ps.Streams.Error)
             $progress = @($ps.Streams.Progress)

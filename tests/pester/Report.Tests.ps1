@@ -1,7 +1,7 @@
 # Export-KvmMigrationReport: the report of a real migration, as HTML and PNG.
 BeforeAll {
-    Import-Module "$PSScriptRoot/../../DeltaMigrate.psd1" -Force
     . "$PSScriptRoot/TestHelpers.ps1"
+    Import-Module $ModuleUnderTest -Force
     $script:RunDir = Initialize-TestRunDirectory
     $script:Out = Join-Path $RunDir 'reports'
     New-Item -ItemType Directory $Out | Out-Null
@@ -71,5 +71,28 @@ Describe 'Export-KvmMigrationReport' {
         $Result, $Result | Export-KvmMigrationReport -Path $path
         $html = Get-Content -Raw $path
         ([regex]::Matches($html, '<section>')).Count | Should -Be 2
+    }
+
+    It 'makes the same report from a result read back with Import-Clixml (<_>)' -ForEach 'report.html', 'report.png' {
+        $xml = Join-Path $Out 'result.xml'
+        $Result | Export-Clixml $xml -Force
+        $back = Import-Clixml $xml
+        $back | Should -Not -BeOfType [DeltaMigrate.Engine.Migration.MigrationResult] -Because 'Import-Clixml gives a property bag'
+        $back.PSObject.TypeNames | Should -Contain 'Deserialized.DeltaMigrate.Engine.Migration.MigrationResult'
+        @($Result.Rounds).Count | Should -BeGreaterThan 1 -Because 'a chart of several rounds tells whether the rounds survived'
+
+        $original = Join-Path $Out "original-$_"; $readBack = Join-Path $Out "clixml-$_"
+        $Result | Export-KvmMigrationReport -Path $original -Force
+        $back | Export-KvmMigrationReport -Path $readBack -Force
+        (Get-FileHash $readBack).Hash | Should -Be (Get-FileHash $original).Hash -Because 'every figure the report shows survived the round trip'
+    }
+
+    It 'makes the same report from a result that went through a job (remoting serialization)' {
+        $back = Start-Job { param($r) $r } -ArgumentList $Result | Receive-Job -Wait -AutoRemoveJob
+        $back.PSObject.TypeNames | Should -Contain 'Deserialized.DeltaMigrate.Engine.Migration.MigrationResult'
+        $original = Join-Path $Out 'job-original.html'; $readBack = Join-Path $Out 'job.html'
+        $Result | Export-KvmMigrationReport -Path $original -Force
+        $back | Export-KvmMigrationReport -Path $readBack -Force
+        (Get-FileHash $readBack).Hash | Should -Be (Get-FileHash $original).Hash -Because 'the types file keeps rounds and counters through the default remoting depth'
     }
 }

@@ -1,7 +1,10 @@
-# Shared by the Pester files: the built module, a private run directory, the test guest,
+# Shared by the Pester files (dot-source first, then Import-Module $ModuleUnderTest): the module, a private run directory, the test guest,
 # and helpers that wait on observable conditions (never on the clock alone).
 
 $script:Root = Resolve-Path "$PSScriptRoot/../.."
+# What the tests import: the installed package by name when build.ps1 test runs them
+# (DELTAMIGRATE_TEST_MODULE), else, by hand, the repository's manifest.
+$script:ModuleUnderTest = if ($env:DELTAMIGRATE_TEST_MODULE) { $env:DELTAMIGRATE_TEST_MODULE } else { Join-Path $Root 'DeltaMigrate.psd1' }
 $script:Guest = Join-Path $Root 'tests/guest/out/guest.elf'
 $script:Qemu10 = Join-Path $Root '.tools/qemu10/usr/bin/qemu-system-x86_64'
 # One machine type on both ends, so QEMU 7.2 and 10.0 can migrate between each other.

@@ -2,10 +2,9 @@
 # over SSH reaches it, the module runs there with the host's run directory, and nothing survives
 # Remove-TestHost. Needs root.
 BeforeAll {
-    Import-Module "$PSScriptRoot/../../DeltaMigrate.psd1" -Force
     . "$PSScriptRoot/TestHelpers.ps1"
+    Import-Module $ModuleUnderTest -Force
     . "$PSScriptRoot/TestHosts.ps1"
-    $script:Manifest = Join-Path $Root 'DeltaMigrate.psd1'
     $script:LocalRunDir = Initialize-TestRunDirectory
     $script:H = New-TestHost -Name h2 -LinkRate 1gbit
     $script:S = New-TestHostSession -TestHost $H
@@ -39,7 +38,7 @@ Describe 'A test host' {
 
     It 'imports the module remotely and lists VMs from the host''s own run directory' {
         $r = Invoke-Command -Session $S {
-            Import-Module $using:Manifest
+            Import-Module $using:ModuleUnderTest
             [pscustomobject]@{ RunDir = $env:DELTAMIGRATE_RUNDIR; VMs = @(Get-KvmVM -ErrorAction Stop).Count }
         }
         $r.RunDir | Should -Be $H.RunDirectory

@@ -15,12 +15,13 @@
 #
 # Run directories: sshd hands every session DELTAMIGRATE_RUNDIR=<host's RunDirectory> (SetEnv), so a
 # session opened by the test and one opened by the module itself both see the host's own VMs, never
-# the test's. To give one session another: New-TestHostSession -RunDirectory <dir>, or
+# the test's. It also passes on PSModulePath when the tests run against the installed package
+# (DELTAMIGRATE_TEST_MODULE), so the remote side imports that package by name too. To give one session another: New-TestHostSession -RunDirectory <dir>, or
 #   Invoke-Command -Session $s { $env:DELTAMIGRATE_RUNDIR = $using:dir }
 #
 #   $h2 = New-TestHost -Name h2 -LinkRate 1gbit
 #   $s  = New-TestHostSession -TestHost $h2
-#   Invoke-Command -Session $s { Import-Module $using:Root/DeltaMigrate.psd1; Get-KvmVM }
+#   Invoke-Command -Session $s { Import-Module $using:ModuleUnderTest; Get-KvmVM }
 #   Connect-TestHost -From $h1 -To $h2   # a direct link: from inside h1, $h2.Address is reachable
 #   Remove-TestHost $h2    # in AfterAll: sessions, sshd and all it started, veth, namespace, folder
 
@@ -145,7 +146,7 @@ StrictModes no
 PrintMotd no
 X11Forwarding no
 LogLevel VERBOSE
-SetEnv DELTAMIGRATE_RUNDIR=$($h.RunDirectory)
+SetEnv DELTAMIGRATE_RUNDIR=$($h.RunDirectory)$(if ($env:DELTAMIGRATE_TEST_MODULE) { " PSModulePath=$env:PSModulePath DELTAMIGRATE_TEST_MODULE=$env:DELTAMIGRATE_TEST_MODULE" })
 Subsystem powershell $TestHostPwsh -sshs -NoLogo -NoProfile
 "@ | Set-Content $config
         # sshd's privilege separation directory, normally made by its service (which never runs here).

@@ -1,6 +1,7 @@
 using System.Management.Automation;
 using System.Text;
 using DeltaMigrate.Engine.Migration;
+using DeltaMigrate.Module.Infrastructure;
 using DeltaMigrate.Reports;
 
 namespace DeltaMigrate.Module.Commands;
@@ -21,9 +22,10 @@ public sealed class ExportKvmMigrationReportCommand : PSCmdlet
     private ReportFormat _format;
     private string _path = "";
 
-    /// <summary>What Move-KvmVM -PassThru output; several make one report.</summary>
+    /// <summary>What Move-KvmVM -PassThru output (also read back with Import-Clixml or Receive-Job); several make one report.</summary>
     [Parameter(Mandatory = true, ValueFromPipeline = true)]
     [ValidateNotNull]
+    [DeserializedResult]
     public MigrationResult? InputObject { get; set; }
 
     /// <summary>The file to write; its extension (.html, .htm, .png, .svg) chooses the format.</summary>
