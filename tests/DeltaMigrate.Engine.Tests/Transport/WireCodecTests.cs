@@ -149,7 +149,6 @@ public sealed class WireCodecTests
         var (received, sender, _) = await TransferAsync(data, options, cts.Token);
 
         Assert.True(data.AsSpan().SequenceEqual(received), "received bytes differ");
-
         long zstd = sender.Codecs.Where(c => c.Codec.StartsWith("zstd", StringComparison.Ordinal)).Sum(c => c.StreamBytes);
         Assert.True(zstd > data.Length * 3 / 4, $"zstd carried {zstd} of {data.Length} bytes: {sender}");
     }
