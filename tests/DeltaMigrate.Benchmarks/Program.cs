@@ -18,6 +18,13 @@ if (args.Length > 0 && args[0] == "--pipeline")
     return;
 }
 
+if (args.Length > 0 && args[0] == "--codecs")
+{
+    // The wire codecs (LZ4, zstd managed and native) on memory dumps (see CodecComparison).
+    CodecComparison.Run(args.Skip(1).ToArray());
+    return;
+}
+
 if (args.Length > 0 && args[0] == "--quick")
 {
     // A quick stopwatch sweep (seconds, not minutes) for iterating; BenchmarkDotNet below is the real measurement.

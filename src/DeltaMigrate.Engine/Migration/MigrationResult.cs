@@ -1,3 +1,5 @@
+using DeltaMigrate.Engine.Transport;
+
 namespace DeltaMigrate.Engine.Migration;
 
 public enum MigrationStatus
@@ -53,6 +55,9 @@ public sealed record MigrationProgress
 
     /// <summary>Bytes on the network so far (QEMU's count with its own transport).</summary>
     public long WireBytes { get; init; }
+
+    /// <summary>Tunnel modes: the Data frames so far by wire codec (raw, lz4, zstd by level), stream and wire bytes each.</summary>
+    public IReadOnlyList<CodecBytes> Codecs { get; init; } = [];
 
     /// <summary>0-100: how much of RAM has been sent at least once, then how close the remainder is to zero.</summary>
     public int PercentComplete =>
@@ -154,7 +159,13 @@ public sealed record CompressionStats
     public long Frames { get; init; }
     public long CompressedFrames { get; init; }
 
-    /// <summary>CPU time spent in the XBZRLE encoder and in LZ4.</summary>
+    /// <summary>CPU time spent in the XBZRLE encoder and in the wire codecs (LZ4, zstd; probes included).</summary>
     public TimeSpan EncodeTime { get; init; }
     public TimeSpan CompressTime { get; init; }
+
+    /// <summary>
+    /// Tunnel modes: which wire codec carried how much (Data frames, stream bytes, wire bytes). Delta chooses
+    /// per frame among raw, lz4 and zstd levels; Lz4 shows lz4 and raw (frames LZ4 did not shrink).
+    /// </summary>
+    public IReadOnlyList<CodecBytes> Codecs { get; init; } = [];
 }

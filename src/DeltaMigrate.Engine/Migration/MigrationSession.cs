@@ -39,6 +39,7 @@ public sealed class MigrationSession
     private readonly DateTimeOffset _startTime = DateTimeOffset.UtcNow;
     private Func<long>? _wireBytes;
     private long _appliedBandwidth;
+    private Func<IReadOnlyList<CodecBytes>>? _codecs;
 
     public MigrationSession(MigrationRequest request, MigrationOptions options, ILogger? logger = null, IProgress<MigrationProgress>? progress = null)
     {
@@ -241,6 +242,7 @@ public sealed class MigrationSession
         var frozen = Observe(source.WaitForEventAsync("STOP", cancellationToken));
         path.Start();
         _wireBytes = path.Pipeline is { } pipeline ? () => pipeline.TunnelStats.WireBytes : null;
+        _codecs = path.Pipeline is { } codecPipeline ? () => codecPipeline.TunnelStats.Codecs : null;
         await source.MigrateAsync(path.QemuUri, cancellationToken);
 
         var rounds = new List<MigrationRound>();
@@ -474,6 +476,7 @@ public sealed class MigrationSession
         ThroughputMbps = info.Ram?.Mbps ?? 0,
         ExpectedDowntime = info.ExpectedDowntimeMs is { } ms ? TimeSpan.FromMilliseconds(ms) : null,
         WireBytes = _wireBytes?.Invoke() ?? info.Ram?.Transferred ?? 0,
+        Codecs = _codecs?.Invoke() ?? [],
     });
 
     private MigrationResult Result(MigrationInfo stats, MigrationStatus status, TimeSpan totalTime, TimeSpan? pausedAt, bool timedOut,
@@ -540,6 +543,7 @@ public sealed class MigrationSession
             CompressedFrames = wire.CompressedFrames,
             Frames = wire.Frames,
             CompressTime = wire.CompressTime,
+            Codecs = wire.Codecs,
         };
         if (source.Counters is not { } c)
         {

@@ -6,7 +6,7 @@ namespace DeltaMigrate.Engine.Transport;
 /// <summary>A received frame; <see cref="Payload"/> is valid until the next read.</summary>
 internal readonly record struct Frame(FrameType Type, byte Flags, int RawLength, ReadOnlyMemory<byte> Payload, int WireLength)
 {
-    public bool IsLz4 => (Flags & Protocol.FlagLz4) != 0;
+    public WireCodec Codec => (WireCodec)(Flags & Protocol.CodecMask);
 }
 
 /// <summary>Writes sealed frames to a stream, numbering them. Not thread-safe: one writer at a time (so is its AesGcm).</summary>
@@ -83,8 +83,9 @@ internal sealed class FrameReader(System.IO.Stream stream, byte[] key) : IDispos
         }
 
         _expected++;
-        if (type is < FrameType.Data or > FrameType.KeepAlive || (flags & ~Protocol.FlagLz4) != 0
-            || ((flags & Protocol.FlagLz4) != 0 ? type != FrameType.Data || length >= rawLength : length != rawLength))
+        var codec = (WireCodec)(flags & Protocol.CodecMask);
+        if (type is < FrameType.Data or > FrameType.KeepAlive || (flags & ~Protocol.CodecMask) != 0 || codec > WireCodec.Zstd
+            || (codec != WireCodec.Raw ? type != FrameType.Data || length >= rawLength : length != rawLength))
         {
             throw TunnelException.Corruption($"Frame {sequence} is malformed (type {(byte)type}, flags {flags}, {length} bytes, {rawLength} raw).");
         }

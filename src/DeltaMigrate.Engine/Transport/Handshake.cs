@@ -33,7 +33,7 @@ namespace DeltaMigrate.Engine.Transport;
 /// <summary>The tunnel handshake (see the comment at the top of Handshake.cs).</summary>
 internal static class Handshake
 {
-    public const ushort Version = 3;
+    public const ushort Version = 4;
     public const int NonceLength = 32;
     public const int ProofLength = 32;
     public const int PublicKeyLength = 1 + (2 * CoordinateLength);

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Diagnostics;
-using K4os.Compression.LZ4;
 using Microsoft.Extensions.Logging;
 
 namespace DeltaMigrate.Engine.Transport;
@@ -68,6 +67,7 @@ public sealed class IncomingTunnel : IAsyncDisposable
     public async Task<TunnelStats> PumpAsync(System.IO.Stream destination, CancellationToken ct)
     {
         byte[]? raw = null;
+        using var decoder = new FrameDecoder();
         try
         {
             while (true)
@@ -77,22 +77,17 @@ public sealed class IncomingTunnel : IAsyncDisposable
                 {
                     case FrameType.Data:
                         ReadOnlyMemory<byte> data = frame.Payload;
-                        if (frame.IsLz4)
+                        if (frame.Codec != WireCodec.Raw)
                         {
                             raw ??= ArrayPool<byte>.Shared.Rent(Protocol.MaxFrameLength);
                             long started = Stopwatch.GetTimestamp();
-                            int decoded = LZ4Codec.Decode(frame.Payload.Span, raw.AsSpan(0, frame.RawLength));
+                            decoder.Decode(frame.Codec, frame.Payload.Span, raw.AsSpan(0, frame.RawLength), Stats.Frames);
                             Stats.AddCompressTicks(Stopwatch.GetTimestamp() - started);
-                            if (decoded != frame.RawLength)
-                            {
-                                throw TunnelException.Corruption($"Frame {Stats.Frames} does not decompress to its stated {frame.RawLength} bytes.");
-                            }
-
-                            data = raw.AsMemory(0, decoded);
+                            data = raw.AsMemory(0, frame.RawLength);
                         }
 
                         await WriteToDestinationAsync(destination, data, ct);
-                        Stats.AddDataFrame(data.Length, frame.IsLz4);
+                        Stats.AddDataFrame(data.Length, new CodecOption(frame.Codec), frame.WireLength);
                         break;
 
                     case FrameType.End:

@@ -6,7 +6,7 @@ using System.Text;
 
 namespace DeltaMigrate.Engine.Transport;
 
-// Tunnel protocol, version 3 (Handshake.Version). All integers are big-endian. The tunnel runs over any
+// Tunnel protocol, version 4 (Handshake.Version; 4 added zstd frames). All integers are big-endian. The tunnel runs over any
 // System.IO.Stream (a NetworkStream today).
 //
 // Handshake: see Handshake.cs (ephemeral ECDH authenticated by the MigrationToken; it yields one AES-256 key
@@ -30,9 +30,11 @@ namespace DeltaMigrate.Engine.Transport;
 //         JSON, the destination's state after Commit), KeepAlive = 9 (either side, empty: sent
 //         whenever a side has been quiet for a second, so every read can have an idle deadline).
 //   A migration: Prepare, Prepared, Data..., End, Loaded, Commit, Running (KeepAlive anywhere).
-//   flags: bit 0 = payload is an LZ4 block (K4os LZ4Codec) that decodes to rawLength bytes; only on Data.
+//   flags: bits 0-1 = the payload's codec (WireCodec): 0 raw, 1 an LZ4 block (K4os LZ4Codec), 2 a zstd
+//     frame (any level; the level is the sender's business); 3 and the other bits are invalid. A compressed
+//     payload decodes to exactly rawLength bytes and is only allowed on Data, and only when smaller.
 //     Compression happens before encryption (ciphertext does not compress).
-//   Without LZ4, payloadLength == rawLength. Both are at most MaxFrameLength (4 MiB), checked before
+//   Raw: payloadLength == rawLength. Both are at most MaxFrameLength (4 MiB), checked before
 //   anything is allocated.
 
 /// <summary>Frame types (see the protocol comment at the top of Protocol.cs).</summary>
@@ -58,7 +60,10 @@ internal static class Protocol
     public const int GcmNonceLength = 12;
     public const int MaxFrameLength = 4 * 1024 * 1024;
     public const int MaxErrorMessageBytes = 16 * 1024;
-    public const byte FlagLz4 = 1;
+    public const byte FlagLz4 = (byte)WireCodec.Lz4;
+
+    /// <summary>The flag bits that carry the payload's <see cref="WireCodec"/>.</summary>
+    public const byte CodecMask = 0x03;
 
     /// <summary>
     /// Writes the header, encrypts the payload at <c>buffer[HeaderLength..]</c> in place and appends the tag; returns the frame length.

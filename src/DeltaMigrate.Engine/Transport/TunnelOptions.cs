@@ -9,6 +9,15 @@ public sealed record TunnelOptions
     /// <summary>LZ4-compress frames when that makes them smaller.</summary>
     public bool Compress { get; init; } = true;
 
+    /// <summary>
+    /// With <see cref="Compress"/>: choose raw, LZ4 or zstd (and its level) per frame from what the link,
+    /// the encoder and the data show while migrating (<see cref="CodecChooser"/>) instead of LZ4 only.
+    /// </summary>
+    public bool Adaptive { get; init; }
+
+    /// <summary>The adaptive candidates, cheapest first (default <see cref="CodecChooser.AdaptiveSet"/>).</summary>
+    public IReadOnlyList<CodecOption>? Codecs { get; init; }
+
     /// <summary>Limit on wire bytes (frame headers, payload and tags) per second; null = unlimited.</summary>
     public long? BandwidthBytesPerSecond { get; init; }
 
@@ -59,6 +68,11 @@ public sealed record TunnelOptions
         if (IdleTimeout <= KeepAliveInterval * 2 || KeepAliveInterval <= TimeSpan.Zero || ConnectTimeout <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(IdleTimeout), IdleTimeout, "IdleTimeout must be more than twice KeepAliveInterval, and both and ConnectTimeout positive.");
+        }
+
+        if (Codecs is { Count: 0 })
+        {
+            throw new ArgumentOutOfRangeException(nameof(Codecs), "Codecs must name at least one codec (or be null for the default set).");
         }
 
         if (HandshakeTimeout <= TimeSpan.Zero)

@@ -30,6 +30,8 @@ public sealed class TunnelSender : IAsyncDisposable
     private readonly CancellationTokenSource _lifetime = new();
     private readonly SharedTokenBucket? _bucket;
     private readonly int _payloadCapacity;
+    private readonly CodecChooser? _chooser;
+    private readonly FrameEncoder? _encoder;
     private readonly Task _writeLoop;
     private readonly Task _readLoop;
 
@@ -49,7 +51,12 @@ public sealed class TunnelSender : IAsyncDisposable
         _options = options;
         _logger = logger;
         _link = new FrameLink(stream, keys.SenderToReceiver, keys.ReceiverToSender, options, Stats);
-        _payloadCapacity = options.Compress ? Math.Max(options.FrameSize, LZ4Codec.MaximumOutputSize(options.FrameSize)) : options.FrameSize;
+        _payloadCapacity = options.Compress ? Math.Max(options.FrameSize, FrameEncoder.MaxOutput(options.FrameSize)) : options.FrameSize;
+        if (options.Compress && options.Adaptive)
+        {
+            _chooser = new CodecChooser(options.Codecs ?? CodecChooser.AdaptiveSet);
+            _encoder = new FrameEncoder();
+        }
         _channel = Channel.CreateBounded<OutFrame>(new BoundedChannelOptions(options.MaxFramesInFlight)
         {
             SingleReader = true,
@@ -270,6 +277,7 @@ public sealed class TunnelSender : IAsyncDisposable
             _current = null;
         }
 
+        _encoder?.Dispose();
         _lifetime.Dispose();
     }
 
@@ -340,6 +348,11 @@ public sealed class TunnelSender : IAsyncDisposable
         _current = null;
         _currentLength = 0;
         var frame = new OutFrame(FrameType.Data, 0, raw, length);
+        if (_chooser is not null)
+        {
+            await EnqueueAsync(PackAdaptive(frame), ct);
+            return;
+        }
 
         // After frames LZ4 could not shrink (random memory), first try a 4 KiB sample: a failed
         // full compression costs as much as a good one, a failed sample a sixteenth of it.
@@ -357,7 +370,7 @@ public sealed class TunnelSender : IAsyncDisposable
             if (pays)
             {
                 Protocol.Return(raw);
-                frame = new OutFrame(FrameType.Data, Protocol.FlagLz4, packed, packedLength, length);
+                frame = new OutFrame(FrameType.Data, Protocol.FlagLz4, packed, packedLength, length, CodecOption.Lz4);
             }
             else
             {
@@ -366,6 +379,73 @@ public sealed class TunnelSender : IAsyncDisposable
         }
 
         await EnqueueAsync(frame, ct);
+    }
+
+    /// <summary>Packs a raw Data frame with the chooser's codec (and, now and then, a probe of another); keeps the smallest.</summary>
+    private OutFrame PackAdaptive(OutFrame frame)
+    {
+        CodecOption chosen;
+        CodecOption? probe;
+        lock (_chooser!)
+        {
+            chosen = _chooser.Choose();
+            probe = _chooser.NextProbe(chosen);
+        }
+
+        OutFrame best = frame;
+        foreach (CodecOption option in probe is { } p ? [chosen, p] : new[] { chosen })
+        {
+            if (option.Codec == WireCodec.Raw)
+            {
+                continue;
+            }
+
+            byte[] packed = Protocol.Rent(_payloadCapacity);
+            long started = Stopwatch.GetTimestamp();
+            int length = _encoder!.Encode(option, frame.Buffer.AsSpan(Protocol.HeaderLength, frame.RawLength), packed.AsSpan(Protocol.HeaderLength, _payloadCapacity));
+            long ticks = Stopwatch.GetTimestamp() - started;
+            Stats.AddCompressTicks(ticks);
+            lock (_chooser)
+            {
+                _chooser.ObserveEncode(option, frame.RawLength, length > 0 ? length : frame.RawLength, (double)ticks / Stopwatch.Frequency);
+            }
+
+            if (length > 0 && length < best.PayloadLength)
+            {
+                if (best.Buffer != frame.Buffer)
+                {
+                    Protocol.Return(best.Buffer);
+                }
+
+                best = new OutFrame(FrameType.Data, (byte)option.Codec, packed, length, frame.RawLength, option);
+            }
+            else
+            {
+                Protocol.Return(packed);
+            }
+        }
+
+        if (best.Buffer != frame.Buffer)
+        {
+            Protocol.Return(frame.Buffer);
+        }
+
+        return best;
+    }
+
+    /// <summary>The link took <paramref name="wire"/> bytes in <paramref name="ticks"/> of pacing and sending; no faster than the pacer allows.</summary>
+    private void ObserveDrain(int wire, long ticks)
+    {
+        double seconds = (double)ticks / Stopwatch.Frequency;
+        if (_bucket is not null)
+        {
+            seconds = Math.Max(seconds, (double)wire / _bucket.BytesPerSecond);
+        }
+
+        lock (_chooser!)
+        {
+            _chooser.ObserveDrain(wire, seconds);
+        }
     }
 
     private async ValueTask EnqueueAsync(OutFrame frame, CancellationToken ct)
@@ -398,6 +478,7 @@ public sealed class TunnelSender : IAsyncDisposable
                 {
                     try
                     {
+                        long started = Stopwatch.GetTimestamp();
                         if (_bucket is not null)
                         {
                             TimeSpan wait = _bucket.Take(Protocol.HeaderLength + frame.PayloadLength + Protocol.TagLength);
@@ -407,10 +488,14 @@ public sealed class TunnelSender : IAsyncDisposable
                             }
                         }
 
-                        await _link.SendAsync(frame.Buffer, frame.Type, frame.Flags, frame.PayloadLength, frame.RawLength, ct);
+                        int wire = await _link.SendAsync(frame.Buffer, frame.Type, frame.Flags, frame.PayloadLength, frame.RawLength, ct);
                         if (frame.Type == FrameType.Data)
                         {
-                            Stats.AddDataFrame(frame.RawLength, frame.Flags != 0);
+                            Stats.AddDataFrame(frame.RawLength, frame.Codec, wire);
+                            if (_chooser is not null)
+                            {
+                                ObserveDrain(wire, Stopwatch.GetTimestamp() - started);
+                            }
                         }
                     }
                     finally
@@ -525,10 +610,10 @@ public sealed class TunnelSender : IAsyncDisposable
 
     private readonly record struct Reply(FrameType Type, byte[] Payload);
 
-    private readonly record struct OutFrame(FrameType Type, byte Flags, byte[] Buffer, int PayloadLength, int RawLength)
+    private readonly record struct OutFrame(FrameType Type, byte Flags, byte[] Buffer, int PayloadLength, int RawLength, CodecOption Codec)
     {
         public OutFrame(FrameType type, byte flags, byte[] buffer, int length)
-            : this(type, flags, buffer, length, length)
+            : this(type, flags, buffer, length, length, CodecOption.Raw)
         {
         }
     }

@@ -6,7 +6,8 @@ namespace DeltaMigrate.Engine.Transport;
 /// Counters for one tunnel, safe to read from any thread while the transfer runs.
 /// PayloadBytes are the raw migration-stream bytes; WireBytes are frame bytes on the wire
 /// (headers, payloads, tags; the handshake is not counted). Frames and CompressedFrames count Data frames.
-/// CompressTime is LZ4 compression time on the sender, decompression time on the receiver.
+/// CompressTime is compression time (every codec, probes included) on the sender, decompression time on
+/// the receiver. <see cref="Codecs"/> splits the Data frames by codec (zstd by level on the sender).
 /// </summary>
 public sealed class TunnelStats
 {
@@ -15,6 +16,7 @@ public sealed class TunnelStats
     private long _frames;
     private long _compressedFrames;
     private long _compressTicks;
+    private readonly Dictionary<CodecOption, (long Frames, long Stream, long Wire)> _codecs = [];
 
     public long PayloadBytes => Interlocked.Read(ref _payloadBytes);
 
@@ -26,13 +28,32 @@ public sealed class TunnelStats
 
     public TimeSpan CompressTime => Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _compressTicks));
 
-    internal void AddDataFrame(long payloadBytes, bool compressed)
+    /// <summary>Data frames by codec, in codec order (raw, lz4, zstd by level).</summary>
+    public IReadOnlyList<CodecBytes> Codecs
+    {
+        get
+        {
+            lock (_codecs)
+            {
+                return [.. _codecs.OrderBy(c => c.Key.Codec).ThenBy(c => c.Key.Level).Select(c => new CodecBytes(c.Key.Name, c.Value.Frames, c.Value.Stream, c.Value.Wire))];
+            }
+        }
+    }
+
+    /// <summary>A Data frame of <paramref name="payloadBytes"/> stream bytes that went as <paramref name="wireBytes"/> with <paramref name="codec"/>.</summary>
+    internal void AddDataFrame(long payloadBytes, CodecOption codec, long wireBytes)
     {
         Interlocked.Add(ref _payloadBytes, payloadBytes);
         Interlocked.Increment(ref _frames);
-        if (compressed)
+        if (codec.Codec != WireCodec.Raw)
         {
             Interlocked.Increment(ref _compressedFrames);
+        }
+
+        lock (_codecs)
+        {
+            var (frames, stream, wire) = _codecs.GetValueOrDefault(codec);
+            _codecs[codec] = (frames + 1, stream + payloadBytes, wire + wireBytes);
         }
     }
 
@@ -41,5 +62,5 @@ public sealed class TunnelStats
     internal void AddCompressTicks(long stopwatchTicks) => Interlocked.Add(ref _compressTicks, stopwatchTicks);
 
     public override string ToString() =>
-        $"{PayloadBytes} payload bytes in {Frames} frames ({CompressedFrames} compressed), {WireBytes} wire bytes, compression {CompressTime.TotalMilliseconds:F0} ms";
+        $"{PayloadBytes} payload bytes in {Frames} frames ({CompressedFrames} compressed), {WireBytes} wire bytes, compression {CompressTime.TotalMilliseconds:F0} ms ({string.Join(", ", Codecs.Select(c => $"{c.Codec}: {c.Frames} frames, {c.StreamBytes} -> {c.WireBytes} bytes"))})";
 }

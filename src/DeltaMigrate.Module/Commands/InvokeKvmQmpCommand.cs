@@ -9,7 +9,7 @@ using DeltaMigrate.Module.Infrastructure;
 namespace DeltaMigrate.Module.Commands;
 
 /// <summary>Runs any QMP command on a VM and outputs QEMU's reply as objects.</summary>
-[Cmdlet(VerbsLifecycle.Invoke, "KvmQmp", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = "VM")]
+[Cmdlet(VerbsLifecycle.Invoke, "KvmQmp", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = "Name")]
 [OutputType(typeof(PSObject))]
 public sealed class InvokeKvmQmpCommand : EngineCmdlet
 {

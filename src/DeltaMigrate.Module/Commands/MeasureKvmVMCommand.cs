@@ -12,7 +12,7 @@ namespace DeltaMigrate.Module.Commands;
 /// Samples a running VM and predicts, per migration mode and for a given link, whether pre-copy converges,
 /// how long it takes, the downtime and the cache that suffices.
 /// </summary>
-[Cmdlet(VerbsDiagnostic.Measure, "KvmVM", DefaultParameterSetName = "VM")]
+[Cmdlet(VerbsDiagnostic.Measure, "KvmVM", DefaultParameterSetName = "Name")]
 [OutputType(typeof(MigrationPrediction))]
 public sealed class MeasureKvmVMCommand : EngineCmdlet
 {

@@ -9,7 +9,7 @@ using DeltaMigrate.Module.Infrastructure;
 namespace DeltaMigrate.Module.Commands;
 
 /// <summary>Live-migrates a VM to a VM waiting on this host or to host:port of a waiting QEMU.</summary>
-[Cmdlet(VerbsCommon.Move, "KvmVM", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = "VM")]
+[Cmdlet(VerbsCommon.Move, "KvmVM", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = "Name")]
 [OutputType(typeof(MigrationResult))]
 public sealed class MoveKvmVMCommand : EngineCmdlet
 {
@@ -22,6 +22,16 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
 
     [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = "VM")]
     public VmInfo? VM { get; set; }
+
+    /// <summary>
+    /// Bound by property name from a piped foreign VmInfo (Get-KvmVM -QmpSocket): PowerShell binds the
+    /// default set's Name first, and a foreign VM is found by its socket, not by name.
+    /// </summary>
+    [Parameter(ValueFromPipelineByPropertyName = true, ParameterSetName = "Name", DontShow = true)]
+    public string? QmpPath { get; set; }
+
+    [Parameter(ValueFromPipelineByPropertyName = true, ParameterSetName = "Name", DontShow = true)]
+    public SwitchParameter Foreign { get; set; }
 
     /// <summary>A VM object or name waiting on this host (Start-KvmVM -Incoming), or the host:port Receive-KvmVM printed.</summary>
     [Parameter(Position = 1, ValueFromPipelineByPropertyName = true)]
@@ -219,8 +229,9 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
     private PlannedMove? Plan(string name)
     {
         // A VM we did not start (Get-KvmVM -QmpSocket) is described by its QEMU over one short connection.
-        var source = VM is { Foreign: true } || VM is { QuerySocket: null }
-            ? RunEngine(stop => ForeignVm.DescribeAsync(VM.QmpPath, VmResolver.RunDirectory, Logger, stop))
+        var socket = VM is { Foreign: true } || VM is { QuerySocket: null } ? VM.QmpPath : Foreign && QmpPath is not null ? QmpPath : null;
+        var source = socket is not null
+            ? RunEngine(stop => ForeignVm.DescribeAsync(socket, VmResolver.RunDirectory, Logger, stop))
             : VmResolver.Single(name);
         name = source.Name; // a file-safe name: it names the tunnel's sockets in our run directory
         if (ToHost == (Destination is not null))
@@ -486,7 +497,7 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
     /// </summary>
     private PSObject StartJob()
     {
-        string[] perItem = [nameof(Name), nameof(VM), nameof(Destination), nameof(Token), nameof(AsJob), "WhatIf", "Confirm",
+        string[] perItem = [nameof(Name), nameof(VM), nameof(QmpPath), nameof(Foreign), nameof(Destination), nameof(Token), nameof(AsJob), "WhatIf", "Confirm",
             "OutVariable", "ErrorVariable", "WarningVariable", "InformationVariable", "OutBuffer", "PipelineVariable"];
         var parameters = new System.Collections.Hashtable(StringComparer.OrdinalIgnoreCase);
         foreach (var (key, value) in _commandLine)
@@ -503,6 +514,12 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
             // Each VM as the pipeline would bind it there: by name, with its own destination and token, if any.
             var item = new PSObject();
             item.Properties.Add(new PSNoteProperty(nameof(Name), p.Name));
+            if (p.Source.Foreign)
+            {
+                item.Properties.Add(new PSNoteProperty(nameof(QmpPath), p.Source.ControlSocket));
+                item.Properties.Add(new PSNoteProperty(nameof(Foreign), true));
+            }
+
             if (p.Destination is not null)
             {
                 item.Properties.Add(new PSNoteProperty(nameof(Destination), p.Destination));

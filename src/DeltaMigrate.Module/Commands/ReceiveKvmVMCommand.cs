@@ -12,7 +12,7 @@ namespace DeltaMigrate.Module.Commands;
 /// The destination host's half of a migration (any mode): listens for the sender, outputs a ready
 /// object with the endpoint and one-time token at once, then the result when the migration ends.
 /// </summary>
-[Cmdlet(VerbsCommunications.Receive, "KvmVM", SupportsShouldProcess = true, DefaultParameterSetName = "VM")]
+[Cmdlet(VerbsCommunications.Receive, "KvmVM", SupportsShouldProcess = true, DefaultParameterSetName = "Name")]
 [OutputType(typeof(ReceiverReady), typeof(ReceiveResult))]
 public sealed class ReceiveKvmVMCommand : EngineCmdlet
 {

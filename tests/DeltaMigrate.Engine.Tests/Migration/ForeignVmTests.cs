@@ -165,7 +165,7 @@ public sealed class ForeignVmTests : IAsyncLifetime
             await Task.Delay(20, ct);
         }
 
-        while (!incoming && !(await File.ReadAllTextAsync(serial, ct)).Contains("DMGUEST ready", StringComparison.Ordinal))
+        while (!incoming && !(File.Exists(serial) && (await File.ReadAllTextAsync(serial, ct)).Contains("DMGUEST ready", StringComparison.Ordinal)))
         {
             Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), $"The guest of '{name}' did not get ready.");
             await Task.Delay(50, ct);

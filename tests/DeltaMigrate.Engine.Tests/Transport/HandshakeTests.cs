@@ -34,7 +34,7 @@ public sealed class HandshakeTests
         byte[] hello = new byte[Handshake.ServerHelloLength];
         await pair.Client.ReadExactlyAsync(hello, cts.Token);
         using var own = ECDiffieHellman.Create(ECCurve.NamedCurves.nistP256);
-        byte[] body = [0, 3, .. RandomNumberGenerator.GetBytes(32), .. PublicKey(own)];
+        byte[] body = [0, (byte)Handshake.Version, .. RandomNumberGenerator.GetBytes(32), .. PublicKey(own)];
         byte[] hash = SHA256.HashData([.. hello, .. body]);
         await pair.Client.WriteAsync((byte[])[.. body, .. Hmac(token, "client", hash)], cts.Token);
         byte[] reply = new byte[Handshake.ServerReplyLength];
@@ -123,7 +123,7 @@ public sealed class HandshakeTests
     {
         using var cts = new CancellationTokenSource(TestTimeout);
         await using var pair = await StreamPair.CreateAsync(cts.Token);
-        byte[] hello = [.. "DMTUNNEL"u8, 0, 3, .. RandomNumberGenerator.GetBytes(32), .. Malformed(kind)];
+        byte[] hello = [.. "DMTUNNEL"u8, 0, (byte)Handshake.Version, .. RandomNumberGenerator.GetBytes(32), .. Malformed(kind)];
         await pair.Server.WriteAsync(hello, cts.Token);
 
         var error = await Assert.ThrowsAsync<TunnelException>(() => Handshake.ClientAsync(pair.Client, MigrationToken.Create(), cts.Token));
@@ -139,7 +139,7 @@ public sealed class HandshakeTests
         await using var pair = await StreamPair.CreateAsync(cts.Token);
         Task<SessionKeys> server = Handshake.ServerAsync(pair.Server, MigrationToken.Create(), cts.Token);
         await pair.Client.ReadExactlyAsync(new byte[Handshake.ServerHelloLength], cts.Token);
-        byte[] clientHello = [0, 3, .. RandomNumberGenerator.GetBytes(32), .. Malformed(kind), .. new byte[32]];
+        byte[] clientHello = [0, (byte)Handshake.Version, .. RandomNumberGenerator.GetBytes(32), .. Malformed(kind), .. new byte[32]];
         await pair.Client.WriteAsync(clientHello, cts.Token);
         byte[] reply = new byte[Handshake.ServerReplyLength];
         await pair.Client.ReadExactlyAsync(reply, cts.Token);

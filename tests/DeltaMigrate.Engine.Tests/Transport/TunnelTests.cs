@@ -220,6 +220,7 @@ public sealed class TunnelTests(ITestOutputHelper output)
     [Theory]
     [InlineData(1)]
     [InlineData(2)]
+    [InlineData(3)]
     public async Task OlderPeers_AreAVersionMismatch(ushort oldVersion)
     {
         using var cts = new CancellationTokenSource(TestTimeout);
@@ -235,7 +236,7 @@ public sealed class TunnelTests(ITestOutputHelper output)
             var stream = new System.Net.Sockets.NetworkStream(client);
             byte[] hello = new byte[Handshake.ServerHelloLength];
             await stream.ReadExactlyAsync(hello, cts.Token);
-            Assert.Equal([0, 3], hello[8..10]);
+            Assert.Equal([0, 4], hello[8..10]);
             byte[] clientHello = new byte[66];
             clientHello[1] = (byte)oldVersion;
             await stream.WriteAsync(clientHello, cts.Token);
@@ -267,7 +268,7 @@ public sealed class TunnelTests(ITestOutputHelper output)
             TunnelSender.ConnectAsync("127.0.0.1", ((IPEndPoint)fake.LocalEndpoint).Port, MigrationToken.Create(), new TunnelOptions(), null, cts.Token));
         Assert.Equal(TunnelException.VersionMismatch, senderError.ErrorId);
         Assert.Contains($"version {oldVersion}", senderError.Message);
-        Assert.Equal([0, 3], (await serve)[..2]);
+        Assert.Equal([0, 4], (await serve)[..2]);
     }
 
     [Fact]

@@ -39,8 +39,14 @@ internal sealed class DestinationLink : IAsyncDisposable
         return link;
     }
 
+    // Delta picks its wire codec per frame (CodecChooser); Lz4 stays LZ4 only, for comparison.
     private static TunnelOptions TunnelOptionsFor(MigrationOptions options) =>
-        SenderOptions.WithLinkTimeout(options.LinkTimeout) with { BandwidthBytesPerSecond = options.Bandwidth, SharedBandwidth = options.SharedBandwidth };
+        SenderOptions.WithLinkTimeout(options.LinkTimeout) with
+        {
+            BandwidthBytesPerSecond = options.Bandwidth,
+            SharedBandwidth = options.SharedBandwidth,
+            Adaptive = options.Compress == CompressionMode.Delta,
+        };
 
     /// <summary>Starts the destination's half for a VM on this host, then connects to it like any sender.</summary>
     public static async Task<DestinationLink> StartLocalAsync(LocalVmTarget target, MigrationOptions options, ILogger logger, CancellationToken ct)
