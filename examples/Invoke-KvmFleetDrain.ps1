@@ -89,8 +89,9 @@ function Write-Row($Drain, $Result, $ErrorRecord) {
         VMName          = if ($r) { $r.VMName } elseif ($ErrorRecord) { "$($ErrorRecord.TargetObject)" }
         SourceHost      = $Drain.SourceHost
         DestinationHost = $Drain.DestinationHost
-        StartTime       = if ($r) { ([DateTimeOffset]$r.StartTime).UtcDateTime.ToString('o') }
-        EndTime         = if ($r) { ([DateTimeOffset]$r.EndTime).UtcDateTime.ToString('o') }
+        # .UtcDateTime: a live DateTimeOffset and one read back from a remote job (a property bag) both have it.
+        StartTime       = if ($r) { ([datetime]$r.StartTime.UtcDateTime).ToString('o') }
+        EndTime         = if ($r) { ([datetime]$r.EndTime.UtcDateTime).ToString('o') }
         Downtime        = if ($r) { [math]::Round(([TimeSpan]$r.Downtime).TotalMilliseconds) }
         Status          = if ($Result) { "$($Result.Status)" } elseif ($r) { "$($r.Status)" } else { 'Failed' }
         Error           = if ($ErrorRecord) { "$ErrorRecord" } else { '' }

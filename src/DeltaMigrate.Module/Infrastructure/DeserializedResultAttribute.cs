@@ -71,6 +71,14 @@ public sealed class DeserializedResultAttribute : ArgumentTransformationAttribut
         // from a bag, property by property; anything else goes through PowerShell's conversions.
         if (value is PSObject record && target.Assembly == typeof(MigrationResult).Assembly && target.IsClass)
         {
+            if (target.GetConstructor(Type.EmptyTypes) is null)
+            {
+                // A positional record (CodecBytes): its constructor's parameters are its properties.
+                var constructor = target.GetConstructors().OrderByDescending(c => c.GetParameters().Length).First();
+                return constructor.Invoke(constructor.GetParameters()
+                    .Select(p => Rehydrate(record.Properties[p.Name!]?.Value, p.ParameterType)).ToArray());
+            }
+
             var result = Activator.CreateInstance(target)!;
             foreach (var property in target.GetProperties(BindingFlags.Public | BindingFlags.Instance))
             {
