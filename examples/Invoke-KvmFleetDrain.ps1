@@ -93,7 +93,8 @@ function Write-Row($Drain, $Result, $ErrorRecord) {
         StartTime       = if ($r) { ([datetime]$r.StartTime.UtcDateTime).ToString('o') }
         EndTime         = if ($r) { ([datetime]$r.EndTime.UtcDateTime).ToString('o') }
         Downtime        = if ($r) { [math]::Round(([TimeSpan]$r.Downtime).TotalMilliseconds) }
-        Status          = if ($Result) { "$($Result.Status)" } elseif ($r) { "$($r.Status)" } else { 'Failed' }
+        # .ToString(): an enum read back from a remote job is its number, with the name kept as its ToString.
+        Status          = if ($r) { $r.Status.ToString() } else { 'Failed' }
         Error           = if ($ErrorRecord) { "$ErrorRecord" } else { '' }
     }
     $row | Export-Csv -Path $LogPath -Append -NoTypeInformation
@@ -140,7 +141,7 @@ try {
         foreach ($d in $drains) {
             $errors = $null
             $results = @(Receive-Job $d.Job -ErrorAction SilentlyContinue -ErrorVariable errors)
-            foreach ($r in $results) { Write-Row $d $r $null; if ("$($r.Status)" -ne 'Completed') { $failed++ } }
+            foreach ($r in $results) { Write-Row $d $r $null; if ($r.Status.ToString() -ne 'Completed') { $failed++ } }
             foreach ($e in @($errors)) { Write-Row $d $null $e; $failed++ }
         }
     } while ($running)
