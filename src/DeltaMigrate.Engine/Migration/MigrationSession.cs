@@ -31,6 +31,9 @@ public sealed class MigrationSession
     // QEMU caps max-bandwidth at SIZE_MAX; 1 TiB/s lifts the 128 MiB/s default without reaching it.
     private const long Unlimited = 1L << 40;
 
+    // Samples kept per migration (about 10 minutes at the default 200 ms poll) before every other one goes.
+    private const int MaxSamples = 3000;
+
     private readonly MigrationRequest _request;
     private readonly MigrationOptions _options;
     private readonly ILogger _logger;
@@ -460,10 +463,31 @@ public sealed class MigrationSession
             ZeroPages = counters is null ? ram.Duplicate ?? 0 : DeltaCounters.Read(ref counters.ZeroPages),
             UnchangedPages = counters is null ? 0 : DeltaCounters.Read(ref counters.UnchangedPages),
         });
+        if (samples.Count > MaxSamples)
+        {
+            ThinSamples(samples);
+        }
+
         if (samples.Count == 1 || samples[^2].Round < round)
         {
             _logger.LogDebug("{VM}: round {Round} at {Elapsed}: {Remaining} bytes remaining", _request.VMName, round, elapsed, ram.Remaining);
         }
+    }
+
+    // A long migration keeps every other sample, but never the one where a round begins, nor the last.
+    private static void ThinSamples(List<MigrationSample> samples)
+    {
+        var kept = new List<MigrationSample>(samples.Count / 2 + 16);
+        for (var i = 0; i < samples.Count; i++)
+        {
+            if (i % 2 == 0 || i == samples.Count - 1 || samples[i].Round != samples[i - 1].Round)
+            {
+                kept.Add(samples[i]);
+            }
+        }
+
+        samples.Clear();
+        samples.AddRange(kept);
     }
 
     private void Report(MigrationInfo info, TimeSpan elapsed, long memorySize) => _progress?.Report(new MigrationProgress
