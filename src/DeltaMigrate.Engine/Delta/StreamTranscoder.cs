@@ -12,18 +12,20 @@ namespace DeltaMigrate.Engine.Delta;
 /// </summary>
 public sealed class StreamTranscoder
 {
+    /// <summary>The only target page size the transcoder handles so far (x86-64's).</summary>
+    public const int SupportedPageSize = 4096;
+
     private readonly long _cacheBytes;
-    private readonly byte[] _encoded;
-    private readonly byte[] _scratch;
+    private byte[] _encoded = [];
+    private byte[] _scratch = [];
+    private int _pageSize;
     private readonly Dictionary<RamBlock, long> _firstPage = new(ReferenceEqualityComparer.Instance);
     private PageCache? _cache;
     private long _lastPage = -1;
 
-    public StreamTranscoder(long cacheBytes, int pageSize = 4096)
+    public StreamTranscoder(long cacheBytes)
     {
         _cacheBytes = cacheBytes;
-        _encoded = new byte[pageSize];
-        _scratch = new byte[pageSize];
     }
 
     /// <summary>Live counters; read them from any thread while a migration runs.</summary>
@@ -77,8 +79,19 @@ public sealed class StreamTranscoder
 
     private PageCache Cache => _cache ?? throw new StreamFormatException("a RAM page arrived before the RAM block list (MEM_SIZE)", 0);
 
+    // The page size is the stream's own (configuration/target-page-bits), never assumed.
     private void StartCache(IReadOnlyList<RamBlock> blocks, int pageSize)
     {
+        if (pageSize != SupportedPageSize)
+        {
+            // Pages, offsets and the XBZRLE encoding would all be cut at the wrong size: refuse before touching the stream.
+            throw new EngineException("UnsupportedPageSize", ErrorKind.NotImplemented,
+                $"The source VM's target page size is {pageSize} bytes; Delta mode supports only {SupportedPageSize}-byte pages so far. Migrate it with -Compress Lz4 (or None).");
+        }
+
+        _pageSize = pageSize;
+        _encoded = new byte[pageSize];
+        _scratch = new byte[pageSize];
         long total = 0;
         foreach (var block in blocks)
         {
@@ -90,7 +103,7 @@ public sealed class StreamTranscoder
         Counters.Set(ref Counters.CacheSize, _cacheBytes);
     }
 
-    private long PageOf(in MigrationRecord record) => _firstPage[record.Block!] + (record.Offset / _encoded.Length);
+    private long PageOf(in MigrationRecord record) => _firstPage[record.Block!] + (record.Offset / _pageSize);
 
     private async ValueTask WritePageAsync(MigrationStreamWriter writer, MigrationRecord record, CancellationToken cancellationToken)
     {

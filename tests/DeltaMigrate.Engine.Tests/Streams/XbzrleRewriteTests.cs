@@ -1,11 +1,12 @@
 using DeltaMigrate.Engine.Codec;
+using DeltaMigrate.Engine.Delta;
 using DeltaMigrate.Engine.Streams;
 using Xunit.Abstractions;
 
 namespace DeltaMigrate.Engine.Tests.Streams;
 
 /// <summary>
-/// End to end: a captured 7.2 stream whose re-sent pages are replaced by XBZRLE deltas loads into a fresh QEMU
+/// End to end: a captured 7.2 stream rewritten by <see cref="StreamTranscoder"/> (re-sent pages as XBZRLE deltas) loads into a fresh QEMU
 /// (xbzrle off) and gives the same RAM as the original stream.
 /// </summary>
 public sealed class XbzrleRewriteTests(ITestOutputHelper output)
@@ -17,8 +18,8 @@ public sealed class XbzrleRewriteTests(ITestOutputHelper output)
     {
         byte[] original = await StreamCapture.Plain72Async();
         var (rewritten, pcRam, stats) = await RewriteAsync(original);
-        output.WriteLine($"original {original.Length} bytes, rewritten {rewritten.Length} bytes: {stats}");
-        Assert.True(stats.Encoded > 0, "no re-sent page was encoded");
+        output.WriteLine($"original {original.Length} bytes, rewritten {rewritten.Length} bytes: xbzrle {stats.XbzrlePages}, dropped {stats.UnchangedPages}, overflow {stats.Overflows}");
+        Assert.True(stats.XbzrlePages > 0, "no re-sent page was encoded");
         Assert.True(rewritten.Length < original.Length);
         Assert.Equal(rewritten, await RoundTripAsync(rewritten));
 
@@ -62,71 +63,52 @@ public sealed class XbzrleRewriteTests(ITestOutputHelper output)
         return ms.ToArray();
     }
 
-    private static async Task<(byte[] Stream, byte[] PcRam, RewriteStats Stats)> RewriteAsync(byte[] data)
+    /// <summary>The stream as <see cref="StreamTranscoder"/> rewrites it, and pc.ram as the original stream leaves it.</summary>
+    private static async Task<(byte[] Stream, byte[] PcRam, DeltaCounters Stats)> RewriteAsync(byte[] data)
     {
-        var stats = new RewriteStats();
-        var reader = new MigrationStreamReader(new MemoryStream(data));
-        var memory = new Dictionary<RamBlock, (byte[] Bytes, bool[] Seen)>();
-        byte[] delta = new byte[4096];
+        var transcoder = new StreamTranscoder(64 << 20);
         using var ms = new MemoryStream();
-        await using (var w = new MigrationStreamWriter(ms) { AutoContinue = true })
+        await using (var w = new MigrationStreamWriter(ms))
         {
-            while (await reader.ReadAsync())
+            await transcoder.RunAsync(new MigrationStreamReader(new MemoryStream(data)), w, CancellationToken.None);
+        }
+
+        return (ms.ToArray(), await PcRamAsync(data), transcoder.Counters);
+    }
+
+    private static async Task<byte[]> PcRamAsync(byte[] data)
+    {
+        var reader = new MigrationStreamReader(new MemoryStream(data));
+        byte[]? ram = null;
+        while (await reader.ReadAsync())
+        {
+            var r = reader.Current;
+            if (r.Kind == MigrationRecordKind.MemSize)
             {
-                var r = reader.Current;
-                if (r.Kind == MigrationRecordKind.MemSize)
-                {
-                    foreach (var blk in r.Blocks!)
-                    {
-                        memory[blk] = (new byte[blk.UsedLength], new bool[blk.UsedLength / 4096]);
-                    }
-                }
+                ram = new byte[r.Blocks!.Single(b => b.IdStr == "pc.ram").UsedLength];
+            }
 
-                if (r.Block is not null)
-                {
-                    var (bytes, seen) = memory[r.Block];
-                    var page = bytes.AsSpan((int)r.Offset, 4096);
-                    int index = (int)(r.Offset / 4096);
-                    switch (r.Kind)
-                    {
-                        case MigrationRecordKind.Zero:
-                            page.Fill(r.Fill);
-                            break;
-                        case MigrationRecordKind.Xbzrle:
-                            Assert.True(Xbzrle.Decode(r.Data.Span, page) >= 0);
-                            break;
-                        case MigrationRecordKind.Page when seen[index]:
-                            int len = Xbzrle.Encode(page, r.Data.Span, delta);
-                            r.Data.Span.CopyTo(page);
-                            if (len == 0)
-                            {
-                                stats.Dropped++;
-                                continue;
-                            }
+            if (r.Block?.IdStr != "pc.ram")
+            {
+                continue;
+            }
 
-                            if (len > 0)
-                            {
-                                stats.Encoded++;
-                                await w.WriteXbzrleAsync(r.Block, r.Offset, delta.AsSpan(0, len));
-                                continue;
-                            }
-
-                            stats.Overflow++;
-                            break;
-                        case MigrationRecordKind.Page:
-                            r.Data.Span.CopyTo(page);
-                            break;
-                    }
-
-                    seen[index] = true;
-                }
-
-                await w.WriteAsync(r);
+            var page = ram.AsSpan((int)r.Offset, reader.PageSize);
+            switch (r.Kind)
+            {
+                case MigrationRecordKind.Zero:
+                    page.Fill(r.Fill);
+                    break;
+                case MigrationRecordKind.Page:
+                    r.Data.Span.CopyTo(page);
+                    break;
+                case MigrationRecordKind.Xbzrle:
+                    Assert.True(Xbzrle.Decode(r.Data.Span, page) >= 0);
+                    break;
             }
         }
 
-        var pcRam = memory.Single(kv => kv.Key.IdStr == "pc.ram").Value.Bytes;
-        return (ms.ToArray(), pcRam, stats);
+        return ram ?? throw new InvalidOperationException("the stream has no MEM_SIZE");
     }
 
     private static async Task<byte[]> LoadAndDumpAsync(string qemu, string dir, string name, string streamFile)
@@ -167,16 +149,5 @@ public sealed class XbzrleRewriteTests(ITestOutputHelper output)
         {
             StreamCapture.Kill(p);
         }
-    }
-
-    private sealed class RewriteStats
-    {
-        public int Encoded { get; set; }
-
-        public int Dropped { get; set; }
-
-        public int Overflow { get; set; }
-
-        public override string ToString() => $"encoded {Encoded}, dropped {Dropped}, overflow {Overflow}";
     }
 }
