@@ -1,19 +1,5 @@
 namespace DeltaMigrate.Engine;
 
-/// <summary>What kind of failure, so the module can pick a PowerShell error category.</summary>
-public enum ErrorKind
-{
-    NotFound,
-    InvalidArgument,
-    InvalidState,
-    ConnectionError,
-    OperationTimeout,
-    OperationStopped,
-    NotImplemented,
-    ResourceUnavailable,
-    ProtocolError,
-}
-
 /// <summary>
 /// A failure the user can act on: a stable id (the FullyQualifiedErrorId's first part),
 /// a kind, and a message that says what happened and what to do.

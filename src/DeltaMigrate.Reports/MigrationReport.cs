@@ -6,12 +6,6 @@ using ScottPlot;
 
 namespace DeltaMigrate.Reports;
 
-/// <summary>One line of a migration's summary table, already formatted for people.</summary>
-public sealed record SummaryItem(string Label, string Value);
-
-/// <summary>Network throughput of one round: its wire bytes over its duration, at the round's end.</summary>
-public sealed record ThroughputSample(int Round, double Seconds, double Mbps);
-
 /// <summary>
 /// Charts and self-contained HTML reports of migration results, for a maintenance mail or a
 /// benchmark. Numbers are formatted with the invariant culture so a report reads the same anywhere.

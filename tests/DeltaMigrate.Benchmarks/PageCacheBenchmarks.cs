@@ -1,5 +1,6 @@
 using BenchmarkDotNet.Attributes;
 using BenchmarkDotNet.Engines;
+using DeltaMigrate.Benchmarks.PageCaches;
 using DeltaMigrate.Engine.Delta;
 
 namespace DeltaMigrate.Benchmarks;
@@ -23,15 +24,15 @@ public class PageCacheBenchmarks
     private const int Ops = 16_384;
     private const int RoundEvery = CapacityPages / 8;
 
-    private PageCache _cache = null!;
+    private IPageCache _cache = null!;
     private int[] _cached = [];     // pages stored by the setup (Hit)
     private int[] _uncached = [];   // pages never stored (Miss)
     private int[] _order = [];      // all pages, each slot residue once per CapacityPages stores (InsertEvict)
     private int _next;
     private readonly byte[] _page = new byte[PageSize];
 
-    [Params(PageCachePolicy.GuardedSegmentedLru, PageCachePolicy.DirectMapped)]
-    public PageCachePolicy Policy { get; set; } = PageCachePolicy.GuardedSegmentedLru;
+    [Params(PageCacheKind.Production, nameof(StudyPolicy.DirectMapped))]
+    public string Policy { get; set; } = PageCacheKind.Production;
 
     [GlobalSetup]
     public void Setup()
@@ -40,10 +41,10 @@ public class PageCacheBenchmarks
         rng.NextBytes(_page);
         int[] all = Enumerable.Range(0, TotalPages).ToArray();
         rng.Shuffle(all);
-        _cache = new PageCache((long)CapacityPages * PageSize, TotalPages, PageSize, Policy);
+        _cache = PageCacheKind.Create(Policy, (long)CapacityPages * PageSize, TotalPages, PageSize);
 
         // Direct-mapped puts page p in slot p % capacity, so a cached set that fits exactly is one page per residue.
-        _cached = Policy == PageCachePolicy.DirectMapped
+        _cached = Policy == nameof(StudyPolicy.DirectMapped)
             ? [.. Enumerable.Range(0, CapacityPages).Select(s => s + (CapacityPages * rng.Next(TotalPages / CapacityPages)))]
             : all[..CapacityPages];
         foreach (int p in _cached)
@@ -118,7 +119,7 @@ public class PageCacheBenchmarks
     [Benchmark(OperationsPerInvoke = Ops)]
     public long InsertEvict()
     {
-        PageCache cache = _cache;
+        IPageCache cache = _cache;
         int[] order = _order;
         int next = _next;
         for (int i = 0; i < Ops; i++)

@@ -1,12 +1,12 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
-using DeltaMigrate.Engine.Delta;
+using DeltaMigrate.Benchmarks.PageCaches;
 
 namespace DeltaMigrate.Benchmarks;
 
 /// <summary>
-/// Closed-loop simulation of pre-copy migration to compare <see cref="PageCache"/> replacement policies.
+/// Closed-loop simulation of pre-copy migration to compare page cache replacement policies (<see cref="IPageCache"/>: production's and the study's).
 /// Run: dotnet run -c Release --project tests/DeltaMigrate.Benchmarks -- --cache-study
 /// </summary>
 /// <remarks>
@@ -42,14 +42,14 @@ public static class PageCacheStudy
     }
 
     /// <summary>Policies compared; "QEMU" is direct-mapped that neither fills nor uses the cache in the first pass.</summary>
-    public static readonly (string Name, PageCachePolicy Policy, bool FillFirstPass)[] Variants =
+    public static readonly (string Name, string Policy, bool FillFirstPass)[] Variants =
     [
-        ("QEMU", PageCachePolicy.DirectMapped, false),
-        ("Direct", PageCachePolicy.DirectMapped, true),
-        ("Clock", PageCachePolicy.Clock, true),
-        ("SLRU", PageCachePolicy.SegmentedLru, true),
-        ("SetLRU16", PageCachePolicy.SetAssociativeLru, true),
-        ("GuardSLRU", PageCachePolicy.GuardedSegmentedLru, true),
+        ("QEMU", nameof(StudyPolicy.DirectMapped), false),
+        ("Direct", nameof(StudyPolicy.DirectMapped), true),
+        ("Clock", nameof(StudyPolicy.Clock), true),
+        ("SLRU", nameof(StudyPolicy.SegmentedLru), true),
+        ("SetLRU16", nameof(StudyPolicy.SetAssociativeLru), true),
+        ("GuardSLRU", PageCacheKind.Production, true),
     ];
 
     /// <summary>The workload grid of the study.</summary>
@@ -166,10 +166,10 @@ public static class PageCacheStudy
     }
 
     /// <summary>Runs one migration of <paramref name="workload"/> with the given cache policy.</summary>
-    public static Result Simulate(Workload workload, PageCachePolicy policy, bool fillFirstPass, int seed)
+    public static Result Simulate(Workload workload, string policy, bool fillFirstPass, int seed)
     {
         var rng = new Random(seed);
-        var cache = new PageCache((long)workload.CacheMiB * 1024 * 1024, VmPages, PageSize, policy);
+        var cache = PageCacheKind.Create(policy, (long)workload.CacheMiB * 1024 * 1024, VmPages, PageSize);
         var content = new byte[PageSize];
         const int coldPages = 256 * 1024 * 1024 / PageSize;
         int hotCount = workload.HotMiB * 1024 * 1024 / PageSize;

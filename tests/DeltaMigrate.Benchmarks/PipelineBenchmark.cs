@@ -6,6 +6,7 @@ using DeltaMigrate.Engine.Codec;
 using DeltaMigrate.Engine.Delta;
 using DeltaMigrate.Engine.Streams;
 using DeltaMigrate.Engine.Transport;
+using DeltaMigrate.Engine.Tunnel;
 
 namespace DeltaMigrate.Benchmarks;
 
@@ -165,7 +166,7 @@ public static class PipelineBenchmark
         GC.WaitForPendingFinalizers();
         GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
 
-        // The tunnel is connected and authenticated before the clock starts (DeltaSource does that before QEMU connects).
+        // The tunnel is connected and authenticated before the clock starts (TunnelSource does that before QEMU connects).
         // The receiver is another process (its CPU is not the source's), writing to Stream.Null.
         TunnelSender? sender = null;
         if (stage is Stage.Pipeline or Stage.Lz4Only)
@@ -242,7 +243,7 @@ public static class PipelineBenchmark
 
             default:
                 {
-                    // DeltaSource's Lz4 mode: the raw stream in 128 KiB reads, straight into the tunnel.
+                    // TunnelSource's Lz4 mode: the raw stream in 128 KiB reads, straight into the tunnel.
                     var buffer = new byte[128 * 1024];
                     int read;
                     while ((read = await input.ReadAsync(buffer)) > 0)

@@ -1,5 +1,5 @@
 using System.Runtime.CompilerServices;
 
 // The benchmarks pick each XBZRLE encoder implementation (XbzrleEncoderKind) explicitly
-// and drive the tunnel the way DeltaSource does (TunnelWriteStream).
+// and drive the tunnel the way TunnelSource does (TunnelWriteStream).
 [assembly: InternalsVisibleTo("DeltaMigrate.Benchmarks")]

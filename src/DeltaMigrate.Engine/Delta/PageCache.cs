@@ -9,15 +9,20 @@ namespace DeltaMigrate.Engine.Delta;
 /// <remarks>
 /// Invariant: <see cref="TryGet"/> returns true only with the bytes last passed to <see cref="Store"/> for that page,
 /// or zeros if <see cref="StoreZero"/> came later; after <see cref="Forget"/> or an eviction it returns false.
+/// Replacement: segmented LRU with QEMU's age guard. Pages enter a probation FIFO; a page that hits is promoted
+/// to a protected LRU segment (at most 80% of the slots). No page is pushed out, from either segment, by a
+/// different page if it was inserted or hit in the current or previous round (<see cref="NextRound"/>):
+/// the newcomer is then simply not cached, and a promotion that would demote a fresh protected page leaves the
+/// page in probation. Pages are sent in increasing page order each round, so any policy that evicts on every miss
+/// (FIFO, LRU, CLOCK) throws out the pages the same round is about to re-send; this one keeps a stable subset
+/// like QEMU's direct-mapped cache, but fully associative (no slot conflicts), and a one-time scan only ever
+/// recycles probation. The policies it was chosen against are in the benchmark project (StudyPolicy, docs/performance.md).
 /// </remarks>
 public sealed class PageCache
 {
     /// <summary>Size of one lazily allocated chunk of the content slab.</summary>
     public const int ChunkBytes = 4 << 20;
 
-    private const int Ways = 16;
-
-    private readonly PageCachePolicy policy;
     private readonly long totalPages;
     private readonly int slots;
     private readonly int slotsPerChunk;
@@ -31,23 +36,19 @@ public sealed class PageCache
     private readonly int[] slotPage;
     private readonly byte[]?[] chunks;
 
-    // Free slots (Clock, segmented LRU): a stack of released slots, then slots never used (in order, so chunks fill in order).
+    // Free slots: a stack of released slots, then slots never used (in order, so chunks fill in order).
     private readonly int[] freeStack;
     private int freeCount;
     private int nextFresh;
 
-    // Policy metadata.
-    private readonly int[] age;           // round of last insert/hit (DirectMapped, GuardedSegmentedLru)
-    private readonly byte[] flag;         // Clock: reference bit; segmented LRU: 1 = protected
-    private readonly int[] prev;          // segmented LRU: circular lists with sentinels at slots (probation) and slots + 1 (protected)
+    // Replacement metadata.
+    private readonly int[] age;           // round of last insert/hit
+    private readonly byte[] flag;         // 1 = protected
+    private readonly int[] prev;          // circular lists with sentinels at slots (probation) and slots + 1 (protected)
     private readonly int[] next;
-    private readonly long[] stamp;        // set-associative LRU: last use
-    private readonly int sets;
     private readonly int protectedMax;
     private int protectedCount;
     private int probationCount;
-    private int hand;
-    private long tick;
     private int round;
     private int allocatedChunks;
 
@@ -55,29 +56,17 @@ public sealed class PageCache
     /// <param name="capacityBytes">Bytes of page content the cache may hold.</param>
     /// <param name="totalPages">All pages of all RAM blocks: valid page indexes are 0 to totalPages - 1.</param>
     /// <param name="pageSize">Target page size.</param>
-    /// <param name="policy">Replacement policy.</param>
-    public PageCache(long capacityBytes, long totalPages, int pageSize = 4096, PageCachePolicy policy = PageCachePolicy.GuardedSegmentedLru)
+    public PageCache(long capacityBytes, long totalPages, int pageSize = 4096)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(capacityBytes);
         ArgumentOutOfRangeException.ThrowIfNegative(totalPages);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(totalPages, (long)int.MaxValue - 64);
         ArgumentOutOfRangeException.ThrowIfLessThan(pageSize, 64);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(pageSize, ChunkBytes);
-        if (!Enum.IsDefined(policy))
-        {
-            throw new ArgumentOutOfRangeException(nameof(policy));
-        }
-
-        this.policy = policy;
         this.totalPages = totalPages;
         PageSize = pageSize;
         long capacity = Math.Min(capacityBytes / pageSize, totalPages);
         capacity = Math.Min(capacity, (long)int.MaxValue - 64);
-        if (policy == PageCachePolicy.SetAssociativeLru && capacity >= Ways)
-        {
-            capacity -= capacity % Ways;
-        }
-
         slots = (int)capacity;
         CapacityPages = slots;
         zeroPage = new byte[pageSize];
@@ -87,38 +76,14 @@ public sealed class PageCache
         Array.Fill(slotPage, -1);
         slotsPerChunk = ChunkBytes / pageSize;
         chunks = new byte[]?[(slots + slotsPerChunk - 1) / slotsPerChunk];
-        freeStack = [];
-        age = [];
-        flag = [];
-        prev = [];
-        next = [];
-        stamp = [];
-
-        switch (policy)
-        {
-            case PageCachePolicy.DirectMapped:
-                age = new int[slots];
-                break;
-            case PageCachePolicy.Clock:
-                freeStack = new int[slots];
-                flag = new byte[slots];
-                break;
-            case PageCachePolicy.SegmentedLru:
-            case PageCachePolicy.GuardedSegmentedLru:
-                freeStack = new int[slots];
-                flag = new byte[slots];
-                age = policy == PageCachePolicy.GuardedSegmentedLru ? new int[slots] : [];
-                prev = new int[slots + 2];
-                next = new int[slots + 2];
-                prev[slots] = next[slots] = slots;
-                prev[slots + 1] = next[slots + 1] = slots + 1;
-                protectedMax = slots - Math.Max(1, slots / 5);
-                break;
-            case PageCachePolicy.SetAssociativeLru:
-                stamp = new long[slots];
-                sets = slots >= Ways ? slots / Ways : (slots > 0 ? 1 : 0);
-                break;
-        }
+        freeStack = new int[slots];
+        flag = new byte[slots];
+        age = new int[slots];
+        prev = new int[slots + 2];
+        next = new int[slots + 2];
+        prev[slots] = next[slots] = slots;
+        prev[slots + 1] = next[slots + 1] = slots + 1;
+        protectedMax = slots - Math.Max(1, slots / 5);
     }
 
     /// <summary>Target page size.</summary>
@@ -126,9 +91,6 @@ public sealed class PageCache
 
     /// <summary>How many pages of content the cache holds at most.</summary>
     public long CapacityPages { get; }
-
-    /// <summary>The replacement policy.</summary>
-    public PageCachePolicy Policy => policy;
 
     /// <summary>Counters.</summary>
     public PageCacheStats Stats { get; } = new();
@@ -139,7 +101,7 @@ public sealed class PageCache
     /// <summary>Pages currently holding a slot.</summary>
     public long CachedPages { get; private set; }
 
-    /// <summary>Marks a dirty-sync boundary (a new round). Only age-based policies use it.</summary>
+    /// <summary>Marks a dirty-sync boundary (a new round): the age guard counts rounds.</summary>
     public void NextRound() => round++;
 
     /// <summary>Whether the destination's content of <paramref name="page"/> is known (cached or zero), without counting or touching.</summary>
@@ -192,7 +154,7 @@ public sealed class PageCache
             return;
         }
 
-        slot = AcquireSlot(page);
+        slot = AcquireSlot();
         if (slot < 0)
         {
             Stats.Rejected++;
@@ -256,97 +218,30 @@ public sealed class PageCache
         return chunk.AsSpan((slot - (chunkIndex * slotsPerChunk)) * PageSize, PageSize);
     }
 
-    /// <summary>A slot for a page not cached, evicting if the policy says so; -1 if the page is not to be cached.</summary>
-    private int AcquireSlot(long page)
+    /// <summary>A slot for a page not cached, evicting the oldest probation (else protected) page unless it is fresh; -1 if the page is not to be cached.</summary>
+    private int AcquireSlot()
     {
         if (slots == 0)
         {
             return -1;
         }
 
-        switch (policy)
+        int free = TakeFree();
+        if (free >= 0)
         {
-            case PageCachePolicy.DirectMapped:
-                {
-                    int slot = (int)(page % slots);
-                    if (slotPage[slot] >= 0)
-                    {
-                        if (age[slot] + 2 > round)
-                        {
-                            return -1; // fresh entry: QEMU does not replace it
-                        }
-
-                        Evict(slot);
-                    }
-
-                    return slot;
-                }
-
-            case PageCachePolicy.SetAssociativeLru:
-                {
-                    int first = (int)(page % sets) * Ways;
-                    int end = Math.Min(first + Ways, slots);
-                    int victim = first;
-                    for (int s = first; s < end; s++)
-                    {
-                        if (slotPage[s] < 0)
-                        {
-                            return s;
-                        }
-
-                        if (stamp[s] < stamp[victim])
-                        {
-                            victim = s;
-                        }
-                    }
-
-                    Evict(victim);
-                    return victim;
-                }
-
-            case PageCachePolicy.Clock:
-                {
-                    int free = TakeFree();
-                    if (free >= 0)
-                    {
-                        return free;
-                    }
-
-                    while (true)
-                    {
-                        int s = hand;
-                        hand = hand + 1 == slots ? 0 : hand + 1;
-                        if (flag[s] != 0)
-                        {
-                            flag[s] = 0;
-                            continue;
-                        }
-
-                        Evict(s);
-                        return TakeFree();
-                    }
-                }
-
-            default:
-                {
-                    int free = TakeFree();
-                    if (free >= 0)
-                    {
-                        return free;
-                    }
-
-                    int victim = probationCount > 0 ? prev[slots] : prev[slots + 1];
-                    if (age.Length != 0 && age[victim] + 2 > round)
-                    {
-                        // Guarded: the oldest candidate is still fresh (QEMU's age check), so the newcomer is not cached.
-                        // Protected pages only leave through demotion, so a scan never pushes them out.
-                        return -1;
-                    }
-
-                    Evict(victim);
-                    return TakeFree();
-                }
+            return free;
         }
+
+        int victim = probationCount > 0 ? prev[slots] : prev[slots + 1];
+        if (age[victim] + 2 > round)
+        {
+            // The oldest candidate is still fresh (QEMU's age check), so the newcomer is not cached.
+            // Protected pages only leave through demotion, so a scan never pushes them out.
+            return -1;
+        }
+
+        Evict(victim);
+        return TakeFree();
     }
 
     private int TakeFree()
@@ -372,85 +267,37 @@ public sealed class PageCache
         slotOfPage[page] = 0;
         slotPage[slot] = -1;
         CachedPages--;
-        switch (policy)
+        Unlink(slot);
+        if (flag[slot] != 0)
         {
-            case PageCachePolicy.Clock:
-                flag[slot] = 0;
-                freeStack[freeCount++] = slot;
-                break;
-            case PageCachePolicy.SegmentedLru:
-            case PageCachePolicy.GuardedSegmentedLru:
-                Unlink(slot);
-                if (flag[slot] != 0)
-                {
-                    protectedCount--;
-                }
-                else
-                {
-                    probationCount--;
-                }
-
-                flag[slot] = 0;
-                freeStack[freeCount++] = slot;
-                break;
+            protectedCount--;
         }
+        else
+        {
+            probationCount--;
+        }
+
+        flag[slot] = 0;
+        freeStack[freeCount++] = slot;
     }
 
     private void OnInsert(int slot)
     {
-        switch (policy)
-        {
-            case PageCachePolicy.DirectMapped:
-                age[slot] = round;
-                break;
-            case PageCachePolicy.Clock:
-                flag[slot] = 0; // inserts start unreferenced
-                break;
-            case PageCachePolicy.SetAssociativeLru:
-                stamp[slot] = ++tick;
-                break;
-            default:
-                if (age.Length != 0)
-                {
-                    age[slot] = round;
-                }
-
-                flag[slot] = 0;
-                PushFront(slots, slot);
-                probationCount++;
-                break;
-        }
+        age[slot] = round;
+        flag[slot] = 0;
+        PushFront(slots, slot);
+        probationCount++;
     }
 
     /// <summary>The page in <paramref name="slot"/> was used again (a hit, or a re-store of a cached page).</summary>
     private void Touch(int slot)
     {
-        switch (policy)
-        {
-            case PageCachePolicy.DirectMapped:
-                age[slot] = round;
-                break;
-            case PageCachePolicy.Clock:
-                flag[slot] = 1;
-                break;
-            case PageCachePolicy.SetAssociativeLru:
-                stamp[slot] = ++tick;
-                break;
-            default:
-                TouchSegmented(slot);
-                break;
-        }
-    }
-
-    private void TouchSegmented(int slot)
-    {
-        bool guarded = age.Length != 0;
         if (flag[slot] != 0)
         {
             Unlink(slot);
             PushFront(slots + 1, slot);
         }
-        else if (protectedMax == 0 || (guarded && protectedCount >= protectedMax && age[prev[slots + 1]] + 2 > round))
+        else if (protectedMax == 0 || (protectedCount >= protectedMax && age[prev[slots + 1]] + 2 > round))
         {
             // No room in the protected segment without pushing out a page still in use: stay in probation, refreshed.
             Unlink(slot);
@@ -474,10 +321,7 @@ public sealed class PageCache
             }
         }
 
-        if (guarded)
-        {
-            age[slot] = round;
-        }
+        age[slot] = round;
     }
 
     private void Unlink(int slot)

@@ -12,19 +12,21 @@ namespace DeltaMigrate.Engine.Delta;
 /// </summary>
 public sealed class StreamTranscoder
 {
+    /// <summary>The only target page size the transcoder handles so far (x86-64's).</summary>
+    public const int SupportedPageSize = 4096;
+
     private readonly long _cacheBytes;
-    private readonly byte[] _encoded;
-    private readonly byte[] _scratch;
+    private byte[] _encoded = [];
+    private byte[] _scratch = [];
+    private int _pageSize;
     private readonly Dictionary<RamBlock, long> _firstPage = new(ReferenceEqualityComparer.Instance);
     private PageCache? _cache;
     private PassRecorder? _passes;
     private long _lastPage = -1;
 
-    public StreamTranscoder(long cacheBytes, int pageSize = 4096)
+    public StreamTranscoder(long cacheBytes)
     {
         _cacheBytes = cacheBytes;
-        _encoded = new byte[pageSize];
-        _scratch = new byte[pageSize];
     }
 
     /// <summary>Live counters; read them from any thread while a migration runs.</summary>
@@ -103,8 +105,19 @@ public sealed class StreamTranscoder
 
     private PageCache Cache => _cache ?? throw new StreamFormatException("a RAM page arrived before the RAM block list (MEM_SIZE)", 0);
 
+    // The page size is the stream's own (configuration/target-page-bits), never assumed.
     private void StartCache(IReadOnlyList<RamBlock> blocks, int pageSize)
     {
+        if (pageSize != SupportedPageSize)
+        {
+            // Pages, offsets and the XBZRLE encoding would all be cut at the wrong size: refuse before touching the stream.
+            throw new EngineException("UnsupportedPageSize", ErrorKind.NotImplemented,
+                $"The source VM's target page size is {pageSize} bytes; Delta mode supports only {SupportedPageSize}-byte pages so far. Migrate it with -Compress Lz4 (or None).");
+        }
+
+        _pageSize = pageSize;
+        _encoded = new byte[pageSize];
+        _scratch = new byte[pageSize];
         long total = 0;
         foreach (var block in blocks)
         {
@@ -117,7 +130,7 @@ public sealed class StreamTranscoder
     }
 
     private long PageOf(in MigrationRecord record) => _firstPage.TryGetValue(record.Block!, out var first)
-        ? first + (record.Offset / _encoded.Length)
+        ? first + (record.Offset / _pageSize)
         : throw new StreamFormatException("a RAM page arrived before the RAM block list (MEM_SIZE)", 0);
 
     private async ValueTask WritePageAsync(MigrationStreamWriter writer, MigrationRecord record, CancellationToken cancellationToken)
@@ -173,29 +186,4 @@ public sealed class StreamTranscoder
 
         Cache.Forget(page);
     }
-}
-
-/// <summary>What the transcoder did so far; fields are updated with Interlocked and read with Volatile.</summary>
-public sealed class DeltaCounters
-{
-    public long StreamBytes;
-    public long ZeroPages;
-    public long RawPages;
-    public long XbzrlePages;
-    public long XbzrleBytes;
-    public long UnchangedPages;
-    public long CacheHits;
-    public long CacheMisses;
-    public long CacheEvictions;
-    public long Overflows;
-    public long EncodeTicks;
-    public long CacheSize;
-
-    internal void Add(ref long counter, long amount = 1) => Interlocked.Add(ref counter, amount);
-
-    internal void Set(ref long counter, long value) => Volatile.Write(ref counter, value);
-
-    public static long Read(ref long counter) => Volatile.Read(ref counter);
-
-    public TimeSpan EncodeTime => Stopwatch.GetElapsedTime(0, Read(ref EncodeTicks));
 }

@@ -1,31 +1,5 @@
 namespace DeltaMigrate.Engine.Migration;
 
-/// <summary>How memory pages travel.</summary>
-public enum CompressionMode
-{
-    /// <summary>QEMU's plain pre-copy: every dirty page sent whole.</summary>
-    None,
-
-    /// <summary>QEMU's built-in XBZRLE (its own cache, from the second pass on).</summary>
-    Native,
-
-    /// <summary>Our tunnel: XBZRLE deltas against our page cache, then LZ4.</summary>
-    Delta,
-
-    /// <summary>Our tunnel with LZ4 only, for comparison.</summary>
-    Lz4,
-}
-
-/// <summary>What to do when a migration runs past its time limit.</summary>
-public enum TimeoutAction
-{
-    /// <summary>Cancel the migration; the source keeps running.</summary>
-    Cancel,
-
-    /// <summary>Pause the guest so the remaining pages stop changing, and finish.</summary>
-    Pause,
-}
-
 public sealed record MigrationOptions
 {
     /// <summary>QEMU's default XBZRLE cache size.</summary>

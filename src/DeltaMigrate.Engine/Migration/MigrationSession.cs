@@ -4,6 +4,7 @@ using DeltaMigrate.Engine.Delta;
 using DeltaMigrate.Engine.Migration.Commit;
 using DeltaMigrate.Engine.Qmp;
 using DeltaMigrate.Engine.Transport;
+using DeltaMigrate.Engine.Tunnel;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -562,7 +563,7 @@ public sealed class MigrationSession
         };
     }
 
-    private static CompressionStats TunnelCompression(DeltaSource source)
+    private static CompressionStats TunnelCompression(TunnelSource source)
     {
         var wire = source.TunnelStats;
         var stats = new CompressionStats
@@ -670,23 +671,4 @@ public sealed class MigrationSession
             return "exited";
         }
     }
-}
-
-/// <summary>A migration that ended without the VM running at the destination; carries what happened.</summary>
-public sealed class MigrationFailedException(string errorId, ErrorKind kind, string message, MigrationResult result)
-    : EngineException(errorId, kind, message)
-{
-    public MigrationResult Result { get; } = result;
-}
-
-/// <summary>
-/// Both copies are paused and only the admin can tell which should run: neither Completed nor Failed.
-/// The message names the side that holds the complete state and the command that finishes or undoes it.
-/// </summary>
-public sealed class MigrationInDoubtException(string message, string target, MigrationResult? result)
-    : EngineException("MigrationInDoubt", ErrorKind.InvalidState, message)
-{
-    public MigrationResult? Result { get; } = result;
-
-    public string VM { get; } = target;
 }

@@ -1,6 +1,5 @@
-using DeltaMigrate.Engine.Delta;
 using DeltaMigrate.Engine.Migration.Commit;
-using DeltaMigrate.Engine.Transport;
+using DeltaMigrate.Engine.Tunnel;
 using Microsoft.Extensions.Logging;
 
 namespace DeltaMigrate.Engine.Migration;
@@ -15,7 +14,7 @@ internal abstract class OutgoingPath : IAsyncDisposable
     public abstract string QemuUri { get; }
 
     /// <summary>Our tunnel's pipeline, when the stream goes through it.</summary>
-    public virtual DeltaSource? Pipeline => null;
+    public virtual TunnelSource? Pipeline => null;
 
     public virtual void Start()
     {
@@ -34,21 +33,21 @@ internal abstract class OutgoingPath : IAsyncDisposable
     public static OutgoingPath Create(DataPath path, DestinationLink link, PreparedReply prepared, string outgoingSocket,
         bool delta, long cacheBytes, ILogger logger) => path switch
         {
-            DataPath.Tunnel => new TunnelPath(DeltaSource.Create(outgoingSocket, link.Control, delta, cacheBytes, logger)),
+            DataPath.Tunnel => new TunnelPath(TunnelSource.Create(outgoingSocket, link.Control, delta, cacheBytes, logger)),
             _ => new QemuTransportPath(link.Control, prepared.QemuUnixPath is { } unix ? $"unix:{unix}"
                 : $"tcp:{RemoteTarget.FormatUriHost(link.Host)}:{prepared.QemuPort ?? throw new EngineException("TunnelProtocolError", ErrorKind.ProtocolError, "The destination did not say where its QEMU listens.")}"),
         };
 }
 
 /// <summary>Delta and Lz4: QEMU migrates into our pipeline, which carries the stream and ends with End and Loaded.</summary>
-internal sealed class TunnelPath(DeltaSource pipeline) : OutgoingPath
+internal sealed class TunnelPath(TunnelSource pipeline) : OutgoingPath
 {
     private readonly CancellationTokenSource _stopping = new();
     private Task? _sending;
 
     public override string QemuUri => pipeline.QemuUri;
 
-    public override DeltaSource Pipeline => pipeline;
+    public override TunnelSource Pipeline => pipeline;
 
     // The tunnel's own lifetime, not the user's token: on Ctrl-C QEMU is cancelled first (so it
     // reports "cancelled"), and the pipeline ends when QEMU closes its socket.

@@ -1,32 +1,12 @@
 using System.Net;
 using DeltaMigrate.Engine.Migration.Commit;
 using DeltaMigrate.Engine.Transport;
+using DeltaMigrate.Engine.Tunnel;
 using DeltaMigrate.Engine.Vm;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace DeltaMigrate.Engine.Migration;
-
-/// <summary>What a sender needs: where to connect, and the one-time token.</summary>
-public sealed record ReceiverReady(string VMName, string Endpoint, string Token);
-
-/// <summary>The receiving host's view of a finished migration.</summary>
-public sealed record ReceiveResult
-{
-    public required string VMName { get; init; }
-    public required MigrationStatus Status { get; init; }
-    public required string DestinationState { get; init; }
-    public required TimeSpan TotalTime { get; init; }
-    public long StreamBytes { get; init; }
-    public long WireBytes { get; init; }
-
-    /// <summary>The sender's id for this migration (its result carries the same).</summary>
-    public Guid MigrationId { get; init; }
-
-    /// <summary>UTC: when the sender was accepted, and when the migration ended here.</summary>
-    public DateTimeOffset StartTime { get; init; }
-    public DateTimeOffset EndTime { get; init; }
-}
 
 /// <summary>
 /// The destination host's side of a migration (Receive-KvmVM), in every mode: a waiting VM, a tunnel

@@ -1,3 +1,4 @@
+using DeltaMigrate.Engine.Tunnel;
 using K4os.Compression.LZ4;
 using ZstdSharp;
 

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Security.Cryptography;
+using DeltaMigrate.Engine.Tunnel;
 
 namespace DeltaMigrate.Engine.Transport;
 

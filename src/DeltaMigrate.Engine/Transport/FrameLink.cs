@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using DeltaMigrate.Engine.Tunnel;
 
 namespace DeltaMigrate.Engine.Transport;
 

@@ -1,21 +1,17 @@
+using DeltaMigrate.Benchmarks.PageCaches;
 using DeltaMigrate.Engine.Delta;
 
 namespace DeltaMigrate.Engine.Tests.Delta;
 
+/// <summary>
+/// The invariants every cache keeps, production's <see cref="PageCache"/> and the benchmark project's study policies
+/// (<see cref="StudyPageCache"/>) alike, and production's policy itself.
+/// </summary>
 public class PageCacheTests
 {
     private const int Small = 256;
 
-    public static TheoryData<PageCachePolicy> Policies()
-    {
-        var data = new TheoryData<PageCachePolicy>();
-        foreach (PageCachePolicy policy in Enum.GetValues<PageCachePolicy>())
-        {
-            data.Add(policy);
-        }
-
-        return data;
-    }
+    public static TheoryData<string> Policies() => new(PageCacheKind.All);
 
     private static byte[] Page(int size, long page, int version)
     {
@@ -27,13 +23,13 @@ public class PageCacheTests
 
     [Theory]
     [MemberData(nameof(Policies))]
-    public void RandomOperationsNeverReturnStaleContent(PageCachePolicy policy)
+    public void RandomOperationsNeverReturnStaleContent(string policy)
     {
         const int totalPages = 300;
         foreach (int capacity in new[] { 0, 1, 7, 16, 40, 300 })
         {
-            var rng = new Random(capacity * 31 + (int)policy);
-            var cache = new PageCache((long)capacity * Small, totalPages, Small, policy);
+            var rng = new Random(capacity * 31 + policy.Length);
+            var cache = PageCacheKind.Create(policy, (long)capacity * Small, totalPages, Small);
             var destination = new Dictionary<long, byte[]>(); // what the destination holds, as far as we told it
             var zero = new byte[Small];
             int version = 0;
@@ -110,16 +106,16 @@ public class PageCacheTests
     }
 
     // Known and not a zero page (random content is never all zeros) means the page holds a slot.
-    private static bool HoldsSlot(PageCache cache, Dictionary<long, byte[]> destination, byte[] zero, long page) =>
+    private static bool HoldsSlot(IPageCache cache, Dictionary<long, byte[]> destination, byte[] zero, long page) =>
         cache.Contains(page) && !(destination.TryGetValue(page, out var held) && ReferenceEquals(held, zero));
 
     [Theory]
     [MemberData(nameof(Policies))]
-    public void OneSweepFillsCapacityAndCountsEvictions(PageCachePolicy policy)
+    public void OneSweepFillsCapacityAndCountsEvictions(string policy)
     {
         const int capacity = 64;
         const int n = 1000;
-        var cache = new PageCache(capacity * Small, 4096, Small, policy);
+        var cache = PageCacheKind.Create(policy, capacity * Small, 4096, Small);
         Assert.Equal(capacity, cache.CapacityPages);
         for (long p = 0; p < n; p++)
         {
@@ -127,7 +123,7 @@ public class PageCacheTests
         }
 
         Assert.Equal(capacity, cache.CachedPages);
-        if (policy is PageCachePolicy.DirectMapped or PageCachePolicy.GuardedSegmentedLru)
+        if (policy is nameof(StudyPolicy.DirectMapped) or PageCacheKind.Production)
         {
             // Everything is fresh in the same round: the age guard keeps the first pages and declines the rest.
             Assert.Equal(capacity, cache.Stats.Inserts);
@@ -157,9 +153,9 @@ public class PageCacheTests
 
     [Theory]
     [MemberData(nameof(Policies))]
-    public void StoreZeroDropsTheSlotAndAnswersZeros(PageCachePolicy policy)
+    public void StoreZeroDropsTheSlotAndAnswersZeros(string policy)
     {
-        var cache = new PageCache(16 * Small, 100, Small, policy);
+        var cache = PageCacheKind.Create(policy, 16 * Small, 100, Small);
         cache.Store(5, Page(Small, 5, 1));
         Assert.Equal(1, cache.CachedPages);
 
@@ -221,11 +217,11 @@ public class PageCacheTests
 
     [Theory]
     [MemberData(nameof(Policies))]
-    public void SlabIsAllocatedLazily(PageCachePolicy policy)
+    public void SlabIsAllocatedLazily(string policy)
     {
         const long gib = 1L << 30;
         long before = GC.GetAllocatedBytesForCurrentThread();
-        var cache = new PageCache(gib, 1L << 20, 4096, policy); // 4 GiB VM, 1 GiB cache
+        var cache = PageCacheKind.Create(policy, gib, 1L << 20, 4096); // 4 GiB VM, 1 GiB cache
         var page = new byte[4096];
         for (long p = 0; p < 10; p++)
         {
@@ -238,7 +234,7 @@ public class PageCacheTests
 
         // Per-page and per-slot metadata plus at most ten 4 MiB chunks: far below the 1 GiB capacity.
         Assert.InRange(allocated, 0, (16L << 20) + (10L * PageCache.ChunkBytes));
-        if (policy is PageCachePolicy.GuardedSegmentedLru or PageCachePolicy.SegmentedLru or PageCachePolicy.Clock)
+        if (policy is PageCacheKind.Production or nameof(StudyPolicy.SegmentedLru) or nameof(StudyPolicy.Clock))
         {
             Assert.Equal(1, cache.AllocatedChunks); // slots are handed out in order
         }
@@ -246,10 +242,10 @@ public class PageCacheTests
 
     [Theory]
     [MemberData(nameof(Policies))]
-    public void OperationsDoNotAllocate(PageCachePolicy policy)
+    public void OperationsDoNotAllocate(string policy)
     {
         const int totalPages = 4096;
-        var cache = new PageCache(512 * 4096, totalPages, 4096, policy);
+        var cache = PageCacheKind.Create(policy, 512 * 4096, totalPages, 4096);
         var page = new byte[4096];
         var rng = new Random(7);
         var pages = new long[20_000];
@@ -269,7 +265,7 @@ public class PageCacheTests
         Run(cache, pages, page);
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
 
-        static void Run(PageCache cache, long[] pages, byte[] page)
+        static void Run(IPageCache cache, long[] pages, byte[] page)
         {
             for (int i = 0; i < pages.Length; i++)
             {
@@ -298,12 +294,11 @@ public class PageCacheTests
     }
 
     [Fact]
-    public void DefaultPolicyResistsAOneTimeScan()
+    public void ProductionPolicyResistsAOneTimeScan()
     {
         const int capacity = 100;
         const int hotCount = 50;
         var cache = new PageCache(capacity * Small, 100_000, Small);
-        Assert.Equal(PageCachePolicy.GuardedSegmentedLru, cache.Policy);
 
         // Hot pages are sent, then re-sent (hit) over a few rounds.
         for (int round = 0; round < 3; round++)
@@ -339,7 +334,7 @@ public class PageCacheTests
     }
 
     [Fact]
-    public void DefaultPolicyKeepsPartOfAHotSetLargerThanTheCache()
+    public void ProductionPolicyKeepsPartOfAHotSetLargerThanTheCache()
     {
         // A hot set 1.5x the cache re-sent every round in page order: LRU-like policies thrash (near 0 hits);
         // the guarded segmented LRU keeps a stable protected subset.
@@ -367,7 +362,7 @@ public class PageCacheTests
     [Fact]
     public void DirectMappedProtectsFreshEntriesForTwoRounds()
     {
-        var cache = new PageCache(8 * Small, 100, Small, PageCachePolicy.DirectMapped);
+        var cache = new StudyPageCache(8 * Small, 100, Small, StudyPolicy.DirectMapped);
         cache.Store(0, Page(Small, 0, 1));
         cache.Store(8, Page(Small, 8, 1)); // same slot, rejected
         Assert.False(cache.TryGet(8, out _));

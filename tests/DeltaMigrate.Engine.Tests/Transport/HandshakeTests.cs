@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using DeltaMigrate.Engine.Transport;
+using DeltaMigrate.Engine.Tunnel;
 
 namespace DeltaMigrate.Engine.Tests.Transport;
 

@@ -1,5 +1,7 @@
 using CsCheck;
+using DeltaMigrate.Engine.Tests.Tunnel;
 using DeltaMigrate.Engine.Transport;
+using DeltaMigrate.Engine.Tunnel;
 
 namespace DeltaMigrate.Engine.Tests.Transport;
 

@@ -1,5 +1,6 @@
 using System.Net;
 using DeltaMigrate.Engine.Transport;
+using DeltaMigrate.Engine.Tunnel;
 using DeltaMigrate.Engine.Vm;
 using Microsoft.Extensions.Logging;
 

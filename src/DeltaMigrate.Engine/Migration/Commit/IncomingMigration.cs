@@ -1,20 +1,10 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using DeltaMigrate.Engine.Transport;
+using DeltaMigrate.Engine.Tunnel;
 using Microsoft.Extensions.Logging;
 
 namespace DeltaMigrate.Engine.Migration.Commit;
-
-/// <summary>Where the receiving half of a migration is.</summary>
-public enum IncomingPhase
-{
-    Preparing,
-    Receiving,
-    Loading,
-    AwaitingCommit,
-    Committed,
-}
 
 /// <summary>
 /// The destination's half of every migration, on one host or two: prepare (check the waiting VM
