@@ -1,5 +1,7 @@
 @{
     RootModule           = 'module/bin/DeltaMigrate.dll'
+    # Imported first: it loads the engine and its dependencies (bin/dependencies) into the module's own AssemblyLoadContext.
+    NestedModules        = @('module/bin/DeltaMigrate.Isolation.dll')
     ModuleVersion        = '0.1.0'
     GUID                 = '6f0e3f43-4a8e-4c0e-9d4b-2f7f5b1c9a11'
     Author               = 'DeltaMigrate team'

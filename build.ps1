@@ -8,7 +8,8 @@
 
     Tasks:
       deps   install QEMU 7.2 (apt), QEMU 10.0 (Debian 12 backports, unpacked into .tools/),
-             OpenSSH server and client (apt, for the test hosts), Pester (NuGet, into .tools/)
+             OpenSSH server and client (apt, for the test hosts), Pester and an older
+             Microsoft.Extensions.Logging.Abstractions for the isolation test (NuGet, into .tools/)
              and compile the test guest. A second run does nothing.
       build  deps, then compile the module into module/bin (Import-Module ./DeltaMigrate.psd1).
       package  build, then lay the module out as installed (out/DeltaMigrate/<version>/) and publish
@@ -47,6 +48,8 @@ $Root = $PSScriptRoot
 Set-Location $Root   # dotnet finds the pinned pwsh tool from here
 $Tools = Join-Path $Root '.tools'
 $PesterVersion = '5.7.1'
+# Older than the engine's (Directory.Packages.props): what the isolation test preloads.
+$ConflictingLoggingVersion = '6.0.0'
 $Qemu10Packages = 'qemu-system-x86', 'qemu-system-data', 'seabios'
 
 function Write-Step([string] $Message) { Write-Host "==> $Message" -ForegroundColor Cyan }
@@ -150,6 +153,22 @@ function Install-Qemu10 {
     Write-Done "QEMU 10: $((& $binary --version)[0])"
 }
 
+function Restore-NuGetPackage([string] $Id, [string] $Version) {
+    # A throw-away project outside the repository, so the repository's build settings don't apply.
+    $project = Join-Path ([IO.Path]::GetTempPath()) "deltamigrate-restore-$PID"
+    New-Item -ItemType Directory -Force $project | Out-Null
+    try {
+        @"
+<Project Sdk="Microsoft.NET.Sdk">
+  <PropertyGroup><TargetFramework>net10.0</TargetFramework></PropertyGroup>
+  <ItemGroup><PackageDownload Include="$Id" Version="[$Version]" /></ItemGroup>
+</Project>
+"@ | Set-Content (Join-Path $project 'restore.csproj')
+        Invoke-Native dotnet restore (Join-Path $project 'restore.csproj') --packages (Join-Path $Tools 'nuget') --nologo --verbosity quiet
+    }
+    finally { Remove-Item -Recurse -Force $project }
+}
+
 function Install-Pester {
     $manifest = Join-Path $Tools "nuget/pester/$PesterVersion/tools/Pester.psd1"
     if (Test-Path $manifest) {
@@ -157,20 +176,21 @@ function Install-Pester {
         return $manifest
     }
     Write-Step "Restoring Pester $PesterVersion from NuGet into .tools/nuget"
-    # A throw-away project outside the repository, so the repository's build settings don't apply.
-    $project = Join-Path ([IO.Path]::GetTempPath()) "deltamigrate-pester-$PID"
-    New-Item -ItemType Directory -Force $project | Out-Null
-    try {
-        @"
-<Project Sdk="Microsoft.NET.Sdk">
-  <PropertyGroup><TargetFramework>net10.0</TargetFramework></PropertyGroup>
-  <ItemGroup><PackageDownload Include="Pester" Version="[$PesterVersion]" /></ItemGroup>
-</Project>
-"@ | Set-Content (Join-Path $project 'restore.csproj')
-        Invoke-Native dotnet restore (Join-Path $project 'restore.csproj') --packages (Join-Path $Tools 'nuget') --nologo --verbosity quiet
-    }
-    finally { Remove-Item -Recurse -Force $project }
+    Restore-NuGetPackage Pester $PesterVersion
     return $manifest
+}
+
+function Install-ConflictingLogging {
+    # tests/pester/Isolation.Tests.ps1 loads this older Microsoft.Extensions.Logging.Abstractions into a
+    # session before the module, as another module would; the engine must still get its own.
+    $dll = Join-Path $Tools "nuget/microsoft.extensions.logging.abstractions/$ConflictingLoggingVersion/lib/net6.0/Microsoft.Extensions.Logging.Abstractions.dll"
+    if (Test-Path $dll) {
+        Write-Done "Microsoft.Extensions.Logging.Abstractions $ConflictingLoggingVersion (isolation test)"
+        return
+    }
+    Write-Step "Restoring Microsoft.Extensions.Logging.Abstractions $ConflictingLoggingVersion from NuGet into .tools/nuget (isolation test)"
+    Restore-NuGetPackage Microsoft.Extensions.Logging.Abstractions $ConflictingLoggingVersion
+    if (-not (Test-Path $dll)) { throw "The restored package has no $dll." }
 }
 
 function Build-Guest {
@@ -184,6 +204,7 @@ function Invoke-Deps {
     Install-Qemu10
     Install-Ssh
     $script:PesterManifest = Install-Pester
+    Install-ConflictingLogging
     Build-Guest
 }
 
@@ -192,7 +213,16 @@ function Invoke-Build {
     Write-Step "Building the module ($Configuration) into module/bin"
     # From empty, so files an older build published (e.g. other RIDs' natives) never reach the package.
     Remove-Item -Recurse -Force (Join-Path $Root 'module/bin') -ErrorAction Ignore
-    Invoke-Native dotnet publish (Join-Path $Root 'src/DeltaMigrate.Module') -c $Configuration -o (Join-Path $Root 'module/bin') --nologo --verbosity quiet
+    $bin = Join-Path $Root 'module/bin'
+    Invoke-Native dotnet publish (Join-Path $Root 'src/DeltaMigrate.Module') -c $Configuration -o $bin --nologo --verbosity quiet
+    # Only the cmdlet assembly and the loader (DeltaMigrate.Isolation) stay beside the manifest, in PowerShell's default load context; the engine,
+    # the reports and every library they use (natives under runtimes/) go into dependencies/, which
+    # PowerShell does not probe: the loader puts them into the module's own AssemblyLoadContext
+    # (src/DeltaMigrate.Isolation/ModuleInitializer.cs). The deps.json describes the flat layout: dropped.
+    $dependencies = Join-Path $bin 'dependencies'
+    New-Item -ItemType Directory -Force $dependencies | Out-Null
+    Remove-Item (Join-Path $bin 'DeltaMigrate.deps.json') -ErrorAction Ignore
+    Get-ChildItem $bin -Exclude 'DeltaMigrate.dll', 'DeltaMigrate.pdb', 'DeltaMigrate.Isolation.dll', 'DeltaMigrate.Isolation.pdb', 'dependencies' | Move-Item -Destination $dependencies
     # PowerShell looks for a binary module's help only beside its manifest (the repository root).
     Copy-Item -Recurse -Force (Join-Path $Root 'module/en-US') $Root
 }

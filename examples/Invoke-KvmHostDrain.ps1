@@ -77,7 +77,8 @@ foreach ($vm in $vms) {
         $result
     }
     catch {
-        $failed = if ($_.TargetObject -is [DeltaMigrate.Engine.Migration.MigrationResult]) { $_.TargetObject }
+        # By type name: the engine's types live in the module's own load context, where [type] literals do not reach.
+        $failed = if ($_.TargetObject -and $_.TargetObject.PSObject.TypeNames -contains 'DeltaMigrate.Engine.Migration.MigrationResult') { $_.TargetObject }
         Write-Log $vm (Get-Label $target) $failed "$_"
         # Stop cleanly: what has moved stays moved, the failed VM keeps running here, the rest wait.
         Write-Error -ErrorRecord $_ -ErrorAction Continue

@@ -40,6 +40,17 @@ param(
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 Import-Module $ModulePath -Force
+# The engine's and the reports' types live in the module's own AssemblyLoadContext, where PowerShell's
+# [type] literals do not reach (docs/architecture.md, "Load contexts"): look them up in those assemblies.
+function Get-DeltaMigrateType([string] $Name) {
+    $engine = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { $_.GetName().Name -eq 'DeltaMigrate.Engine' } | Select-Object -First 1
+    if (-not $engine) { throw "DeltaMigrate.Engine is not loaded: import the module before asking for $Name." }
+    $assembly = if ($Name -like 'DeltaMigrate.Reports.*') {
+        [Runtime.Loader.AssemblyLoadContext]::GetLoadContext($engine).LoadFromAssemblyName([Reflection.AssemblyName]'DeltaMigrate.Reports')
+    }
+    else { $engine }
+    $assembly.GetType($Name, $true)
+}
 
 $runDir = Join-Path ([IO.Path]::GetTempPath()) "dm-bench-$([guid]::NewGuid().ToString('n').Substring(0, 8))"
 $null = [IO.Directory]::CreateDirectory($runDir, [IO.UnixFileMode]'UserRead, UserWrite, UserExecute')   # the module refuses anything looser
@@ -119,7 +130,7 @@ try {
         $predictions = @(Measure-KvmVM -Name $VmName -Duration 3 -Bandwidth $MeasureBandwidth -MaxDowntime $MaxDowntime -CacheSize ([long]($Memory / 2)) -Timeout $Timeout)
         $cell.MeasureSeconds = [math]::Round($measureWatch.Elapsed.TotalSeconds, 1)
         # The sample itself, so the page can predict again for the rate the link really carried.
-        $cell.ProfileJson = [Text.Json.JsonSerializer]::Serialize($predictions[0].Profile, [DeltaMigrate.Engine.Planning.MemoryProfile])
+        $cell.ProfileJson = [Text.Json.JsonSerializer]::Serialize($predictions[0].Profile, (Get-DeltaMigrateType 'DeltaMigrate.Engine.Planning.MemoryProfile'))
         $cell.Predictions = @($predictions | ForEach-Object {
                 [ordered]@{
                     Mode = "$($_.Mode)"; Converges = $_.Converges; TotalSeconds = [math]::Round($_.TotalTime.TotalSeconds, 1)
@@ -214,15 +225,15 @@ try {
             })
         if ($ResultJson -or $RoundsPng) {
             try {
-                $typed = $r -as [DeltaMigrate.Engine.Migration.MigrationResult]
+                $resultType = Get-DeltaMigrateType 'DeltaMigrate.Engine.Migration.MigrationResult'
+                $typed = $r -as $resultType
                 if (-not $typed) { throw "the result is a $($r.GetType().FullName), not a MigrationResult" }
                 if ($ResultJson) {
-                    [IO.File]::WriteAllText($ResultJson, [Text.Json.JsonSerializer]::Serialize($typed, [DeltaMigrate.Engine.Migration.MigrationResult]))
+                    [IO.File]::WriteAllText($ResultJson, [Text.Json.JsonSerializer]::Serialize($typed, $resultType))
                 }
                 if ($RoundsPng) {
-                    $reports = Join-Path ([IO.Path]::GetDirectoryName([DeltaMigrate.Engine.Migration.MigrationResult].Assembly.Location)) 'DeltaMigrate.Reports.dll'
-                    if (-not ('DeltaMigrate.Reports.MigrationReport' -as [type])) { Add-Type -Path $reports }
-                    [IO.File]::WriteAllBytes($RoundsPng, [DeltaMigrate.Reports.MigrationReport]::RenderRoundsPng($typed, $ChartWidth, $ChartHeight))
+                    $report = Get-DeltaMigrateType 'DeltaMigrate.Reports.MigrationReport'
+                    [IO.File]::WriteAllBytes($RoundsPng, $report::RenderRoundsPng($typed, $ChartWidth, $ChartHeight))
                     $cell.RoundsPng = [IO.Path]::GetFileName($RoundsPng)
                 }
             }

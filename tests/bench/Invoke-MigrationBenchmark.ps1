@@ -361,22 +361,33 @@ foreach ($l in @($results.Link | Sort-Object -Unique)) {
     $none = @($results | Where-Object { $_.Link -eq $l -and $_.Compress -eq 'None' -and $_.TotalSeconds -gt 0 -and $_.WireMiB -gt 0 })
     if ($none) { $achievedRate[$l] = [long](Get-Median @($none | ForEach-Object { $_.WireMiB * 1MB / $_.TotalSeconds })) }
 }
+# The engine's and the reports' types live in the module's own AssemblyLoadContext, where PowerShell's
+# [type] literals do not reach (docs/architecture.md, "Load contexts"): look them up in those assemblies.
+function Get-DeltaMigrateType([string] $Name) {
+    $engine = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { $_.GetName().Name -eq 'DeltaMigrate.Engine' } | Select-Object -First 1
+    if (-not $engine) { throw "DeltaMigrate.Engine is not loaded: import the module before asking for $Name." }
+    $assembly = if ($Name -like 'DeltaMigrate.Reports.*') {
+        [Runtime.Loader.AssemblyLoadContext]::GetLoadContext($engine).LoadFromAssemblyName([Reflection.AssemblyName]'DeltaMigrate.Reports')
+    }
+    else { $engine }
+    $assembly.GetType($Name, $true)
+}
 $predictor = $null
 try {
-    if (-not ('DeltaMigrate.Engine.Planning.MigrationPredictor' -as [type])) {
+    if (-not (Get-Module DeltaMigrate)) {
         Import-Module $(if ($ModulePath) { $ModulePath } else { Join-Path $repo 'DeltaMigrate.psd1' }) -ErrorAction Stop
     }
-    $predictor = [DeltaMigrate.Engine.Planning.MigrationPredictor]
+    $predictor = Get-DeltaMigrateType 'DeltaMigrate.Engine.Planning.MigrationPredictor'
 }
 catch { Write-Warning "No re-prediction at the achieved rate: $($_.Exception.Message)" }
 function Get-Repredicted($Sampled, [string] $Mode, [long] $Bandwidth) {
     if (-not $predictor -or -not $Sampled.ProfileJson -or -not $Bandwidth) { return $null }
-    $profile = [Text.Json.JsonSerializer]::Deserialize($Sampled.ProfileJson, [DeltaMigrate.Engine.Planning.MemoryProfile])
-    $options = [DeltaMigrate.Engine.Planning.PredictionOptions]@{
+    $profile = [Text.Json.JsonSerializer]::Deserialize($Sampled.ProfileJson, (Get-DeltaMigrateType 'DeltaMigrate.Engine.Planning.MemoryProfile'))
+    $options = [Management.Automation.LanguagePrimitives]::ConvertTo(@{
         Bandwidth = $Bandwidth; MaxDowntime = [TimeSpan]::FromSeconds($Sampled.MaxDowntime); TimeLimit = [TimeSpan]::FromSeconds($Sampled.Timeout)
         NativeCacheSize = [long]($Sampled.MemoryMiB * 1MB / 2); DeltaCacheSize = [long]($Sampled.MemoryMiB * 1MB / 2)
-    }
-    $predictor::Predict($Sampled.Id, $profile, [DeltaMigrate.Engine.Migration.CompressionMode]$Mode, $options)
+    }, (Get-DeltaMigrateType 'DeltaMigrate.Engine.Planning.PredictionOptions'))
+    $predictor::Predict($Sampled.Id, $profile, [Management.Automation.LanguagePrimitives]::ConvertTo($Mode, (Get-DeltaMigrateType 'DeltaMigrate.Engine.Migration.CompressionMode')), $options)
 }
 $yes = { param($b) if ($b) { 'yes' } else { 'no' } }
 $predictionTable = @(
@@ -411,19 +422,17 @@ if ($Markdown) {
     try {
         if (-not $ModulePath) { $ModulePath = Join-Path $repo 'DeltaMigrate.psd1' }
         Import-Module $ModulePath -ErrorAction Stop
-        $resultType = [DeltaMigrate.Engine.Migration.MigrationResult]
-        if (-not ('DeltaMigrate.Reports.MigrationReport' -as [type])) {
-            Add-Type -Path (Join-Path ([IO.Path]::GetDirectoryName($resultType.Assembly.Location)) 'DeltaMigrate.Reports.dll')
-        }
+        $resultType = Get-DeltaMigrateType 'DeltaMigrate.Engine.Migration.MigrationResult'
+        $report = Get-DeltaMigrateType 'DeltaMigrate.Reports.MigrationReport'
         foreach ($pair in @($groups | Group-Object { "$($_.Row)/$($_.Workload)" } | Sort-Object { $order[$_.Name] })) {
-            $list = [Collections.Generic.List[DeltaMigrate.Engine.Migration.MigrationResult]]::new()
+            $list = [Activator]::CreateInstance([Collections.Generic.List[object]].GetGenericTypeDefinition().MakeGenericType($resultType))
             foreach ($g in $pair.Group) {
                 $first = $g.Runs | Where-Object { $_.ResultJsonPath -and (Test-Path $_.ResultJsonPath) } | Select-Object -First 1
                 if ($first) { $list.Add([Text.Json.JsonSerializer]::Deserialize((Get-Content -Raw $first.ResultJsonPath), $resultType)) }
             }
             if ($list.Count -lt 2) { $chartNotes.Add("$($pair.Name): fewer than two results on disk, no comparison chart."); continue }
             $png = Join-Path $ImageDirectory ("$Name-" + ($pair.Name -replace '[/ ,]+', '-') + '-comparison.png')
-            [IO.File]::WriteAllBytes($png, [DeltaMigrate.Reports.MigrationReport]::RenderComparisonPng($list, 900, 450))
+            [IO.File]::WriteAllBytes($png, $report::RenderComparisonPng($list, 900, 450))
             $charts[$pair.Name] = $png
         }
     }

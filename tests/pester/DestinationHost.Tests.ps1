@@ -26,7 +26,7 @@ Describe 'Move-KvmVM -Session: one command to another host' {
         $name = "host-$($_.ToLower())"
         $null = Start-TestSource -Name $name
         $output = Move-KvmVM $name -Session $S -Compress $_ -Bandwidth 20MB -PassThru -Verbose 4>&1 *>&1
-        $result = $output | Where-Object { $_ -is [DeltaMigrate.Engine.Migration.MigrationResult] -or $_.PSObject.TypeNames -contains 'DeltaMigrate.KvmMigrationResult' } | Select-Object -Last 1
+        $result = $output | Where-Object { $_.PSObject.TypeNames -contains 'DeltaMigrate.Engine.Migration.MigrationResult' -or $_.PSObject.TypeNames -contains 'DeltaMigrate.KvmMigrationResult' } | Select-Object -Last 1
         $result.Status | Should -Be 'Completed'
         $result.DestinationState | Should -Be 'running'
         $result.SourceState | Should -Be 'exited'

@@ -110,9 +110,10 @@ Describe 'The manifest and the package' {
     It 'is under 25 MB installed, with native libraries for linux-x64 and linux-arm64 only' -Skip:(-not $env:DELTAMIGRATE_TEST_MODULE) {
         $size = (Get-ChildItem -Recurse -File $Module.ModuleBase | Measure-Object Length -Sum).Sum
         $size | Should -BeLessThan 25MB
-        (Get-ChildItem (Join-Path $Module.ModuleBase 'runtimes') -Directory).Name | Sort-Object | Should -Be 'linux-arm64', 'linux-x64'
+        # Natives live with SkiaSharp in dependencies/, the folder of the module's own load context.
+        (Get-ChildItem (Join-Path $Module.ModuleBase 'dependencies/runtimes') -Directory).Name | Sort-Object | Should -Be 'linux-arm64', 'linux-x64'
         foreach ($rid in 'linux-x64', 'linux-arm64') {
-            (Get-ChildItem (Join-Path $Module.ModuleBase "runtimes/$rid/native")).Name | Sort-Object | Should -Be 'libHarfBuzzSharp.so', 'libSkiaSharp.so'
+            (Get-ChildItem (Join-Path $Module.ModuleBase "dependencies/runtimes/$rid/native")).Name | Sort-Object | Should -Be 'libHarfBuzzSharp.so', 'libSkiaSharp.so'
         }
     }
 

@@ -77,7 +77,7 @@ Describe 'Export-KvmMigrationReport' {
         $xml = Join-Path $Out 'result.xml'
         $Result | Export-Clixml $xml -Force
         $back = Import-Clixml $xml
-        $back | Should -Not -BeOfType [DeltaMigrate.Engine.Migration.MigrationResult] -Because 'Import-Clixml gives a property bag'
+        $back.GetType().FullName | Should -Not -Be 'DeltaMigrate.Engine.Migration.MigrationResult' -Because 'Import-Clixml gives a property bag'
         $back.PSObject.TypeNames | Should -Contain 'Deserialized.DeltaMigrate.Engine.Migration.MigrationResult'
         @($Result.Rounds).Count | Should -BeGreaterThan 1 -Because 'a chart of several rounds tells whether the rounds survived'
 

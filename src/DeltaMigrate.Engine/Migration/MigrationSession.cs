@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using DeltaMigrate.Engine.Delta;
+using DeltaMigrate.Engine.Logging;
 using DeltaMigrate.Engine.Migration.Commit;
 using DeltaMigrate.Engine.Qmp;
 using DeltaMigrate.Engine.Transport;
@@ -45,6 +46,12 @@ public sealed class MigrationSession
     private long _appliedBandwidth;
     private Func<IReadOnlyList<CodecBytes>>? _codecs;
     private long _clockOrigin;
+
+    /// <summary>The same, logging to a host's <see cref="IEngineLogSink"/> (the cmdlets: no logging types cross into PowerShell's load context).</summary>
+    public MigrationSession(MigrationRequest request, MigrationOptions options, IEngineLogSink log, IProgress<MigrationProgress>? progress = null)
+        : this(request, options, SinkLogger.From(log), progress)
+    {
+    }
 
     public MigrationSession(MigrationRequest request, MigrationOptions options, ILogger? logger = null, IProgress<MigrationProgress>? progress = null)
     {

@@ -1,4 +1,5 @@
 using System.Net;
+using DeltaMigrate.Engine.Logging;
 using DeltaMigrate.Engine.Migration.Commit;
 using DeltaMigrate.Engine.Transport;
 using DeltaMigrate.Engine.Tunnel;
@@ -15,6 +16,12 @@ namespace DeltaMigrate.Engine.Migration;
 public sealed class ReceiveSession(VmRecord record, IPEndPoint listen, MigrationToken? token, ILogger? logger = null)
 {
     private readonly ILogger _logger = logger ?? NullLogger.Instance;
+
+    /// <summary>The same, logging to a host's <see cref="IEngineLogSink"/> (the cmdlets: no logging types cross into PowerShell's load context).</summary>
+    public ReceiveSession(VmRecord record, IPEndPoint listen, MigrationToken? token, IEngineLogSink log)
+        : this(record, listen, token, SinkLogger.From(log))
+    {
+    }
 
     /// <summary>The tunnel's idle deadline; the same meaning as <see cref="MigrationOptions.LinkTimeout"/>.</summary>
     public TimeSpan LinkTimeout { get; init; } = TimeSpan.FromSeconds(15);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using DeltaMigrate.Engine.Logging;
 using DeltaMigrate.Engine.Qmp;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -19,6 +20,10 @@ public static class MemorySampler
     private const double PagesPerMiB = 1048576.0 / PageSize;
 
     private static readonly TimeSpan SnapshotTimeout = TimeSpan.FromMinutes(2);
+
+    /// <summary>The same, logging to a host's <see cref="IEngineLogSink"/> (the cmdlets: no logging types cross into PowerShell's load context).</summary>
+    public static Task<MemoryProfile> SampleAsync(string qmpSocket, SamplingOptions options, IEngineLogSink log, IProgress<string>? progress = null, CancellationToken cancellationToken = default) =>
+        SampleAsync(qmpSocket, options, SinkLogger.From(log), progress, cancellationToken);
 
     public static async Task<MemoryProfile> SampleAsync(string qmpSocket, SamplingOptions options, ILogger? logger = null, IProgress<string>? progress = null, CancellationToken cancellationToken = default)
     {

@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using System.Threading.Channels;
+using DeltaMigrate.Engine.Logging;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -129,6 +130,10 @@ public sealed class QmpClient : IAsyncDisposable
             }
         }
     }
+
+    /// <summary>The same, logging to a host's <see cref="IEngineLogSink"/> (the cmdlets: no logging types cross into PowerShell's load context).</summary>
+    public static Task<QmpClient> ConnectUnixAsync(string socketPath, IEngineLogSink log, TimeSpan? connectTimeout = null, CancellationToken ct = default) =>
+        ConnectUnixAsync(socketPath, SinkLogger.From(log), connectTimeout, ct);
 
     /// <summary>Connects to a QMP unix socket, reads the greeting and negotiates capabilities.</summary>
     /// <exception cref="TimeoutException">No greeting within <paramref name="connectTimeout"/> (often: another client holds the monitor).</exception>

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using DeltaMigrate.Engine.Logging;
 using DeltaMigrate.Engine.Qmp;
 using Microsoft.Extensions.Logging;
 
@@ -13,6 +14,10 @@ namespace DeltaMigrate.Engine.Vm;
 public static class ForeignVm
 {
     private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>The same, logging to a host's <see cref="IEngineLogSink"/> (the cmdlets: no logging types cross into PowerShell's load context).</summary>
+    public static Task<VmRecord> DescribeAsync(string socket, RunDirectory runDirectory, IEngineLogSink log, CancellationToken ct) =>
+        DescribeAsync(socket, runDirectory, SinkLogger.From(log), ct);
 
     /// <summary>
     /// A record of the VM behind <paramref name="socket"/>, for the same code paths as ours (never

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using DeltaMigrate.Engine.Logging;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -11,6 +12,12 @@ namespace DeltaMigrate.Engine.Vm;
 public sealed class QemuLauncher(RunDirectory runDirectory, ILogger? logger = null)
 {
     private readonly ILogger _logger = logger ?? NullLogger.Instance;
+
+    /// <summary>The same, logging to a host's <see cref="IEngineLogSink"/> (the cmdlets: no logging types cross into PowerShell's load context).</summary>
+    public QemuLauncher(RunDirectory runDirectory, IEngineLogSink log)
+        : this(runDirectory, SinkLogger.From(log))
+    {
+    }
 
     public RunDirectory RunDirectory { get; } = runDirectory;
 

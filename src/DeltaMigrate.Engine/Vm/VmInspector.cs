@@ -1,3 +1,4 @@
+using DeltaMigrate.Engine.Logging;
 using DeltaMigrate.Engine.Qmp;
 using Microsoft.Extensions.Logging;
 
@@ -7,6 +8,10 @@ namespace DeltaMigrate.Engine.Vm;
 public static class VmInspector
 {
     private static readonly TimeSpan QueryTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>The same, logging to a host's <see cref="IEngineLogSink"/> (the cmdlets: no logging types cross into PowerShell's load context).</summary>
+    public static Task<VmInfo> InspectAsync(VmRecord record, IEngineLogSink log, CancellationToken cancellationToken) =>
+        InspectAsync(record, SinkLogger.From(log), cancellationToken);
 
     public static async Task<VmInfo> InspectAsync(VmRecord record, ILogger? logger, CancellationToken cancellationToken)
     {
@@ -31,6 +36,10 @@ public static class VmInspector
         var live = await InspectSocketAsync(record.QuerySocket, logger, cancellationToken);
         return info with { State = live.State, QemuVersion = live.QemuVersion, MemoryBytes = live.MemoryBytes > 0 ? live.MemoryBytes : record.MemoryBytes };
     }
+
+    /// <summary>The same, logging to a host's <see cref="IEngineLogSink"/> (the cmdlets: no logging types cross into PowerShell's load context).</summary>
+    public static Task<VmInfo> InspectSocketAsync(string socket, IEngineLogSink log, CancellationToken cancellationToken) =>
+        InspectSocketAsync(socket, SinkLogger.From(log), cancellationToken);
 
     /// <summary>A VM we did not start, known only by a QMP socket (held only while it answers).</summary>
     public static async Task<VmInfo> InspectSocketAsync(string socket, ILogger? logger, CancellationToken cancellationToken)

@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using System.Management.Automation;
 using DeltaMigrate.Engine;
-using Microsoft.Extensions.Logging;
+using DeltaMigrate.Engine.Logging;
 
 namespace DeltaMigrate.Module.Infrastructure;
 
@@ -17,7 +17,7 @@ public abstract class EngineCmdlet : PSCmdlet, IDisposable
     private int _pipelineThread;
 
     /// <summary>Engine logging mapped onto the Verbose, Debug and Warning streams.</summary>
-    protected ILogger Logger => new PipelineLogger(this);
+    protected IEngineLogSink Logger => new PipelineLogSink(this);
 
     /// <summary>Runs engine work and pumps its output onto the pipeline until it ends.</summary>
     protected T RunEngine<T>(Func<CancellationToken, Task<T>> work)

@@ -264,7 +264,7 @@ public sealed class FaultMatrixTests : IAsyncLifetime
     private async Task<string> SaveRamAsync(VmRecord vm, CancellationToken ct)
     {
         var file = Path.Combine(_directory, vm.Name + ".mem");
-        await using (var qmp = await QmpClient.ConnectUnixAsync(vm.QuerySocket, null, TimeSpan.FromSeconds(5), ct))
+        await using (var qmp = await QmpClient.ConnectUnixAsync(vm.QuerySocket, logger: null, TimeSpan.FromSeconds(5), ct))
         {
             await qmp.PmemSaveAsync(0, vm.MemoryBytes, file, TimeSpan.FromSeconds(60), ct);
         }
@@ -302,8 +302,8 @@ internal sealed class SplitBrainWatch : IAsyncDisposable
     public static async Task<SplitBrainWatch> StartAsync(VmRecord source, VmRecord destination, CancellationToken ct)
     {
         var watch = new SplitBrainWatch(
-            await QmpClient.ConnectUnixAsync(source.QuerySocket, null, TimeSpan.FromSeconds(5), ct),
-            await QmpClient.ConnectUnixAsync(destination.QuerySocket, null, TimeSpan.FromSeconds(5), ct));
+            await QmpClient.ConnectUnixAsync(source.QuerySocket, logger: null, TimeSpan.FromSeconds(5), ct),
+            await QmpClient.ConnectUnixAsync(destination.QuerySocket, logger: null, TimeSpan.FromSeconds(5), ct));
         _ = watch._source.WaitForEventAsync("STOP", watch._stop.Token).ContinueWith(t => watch._sourceStopped.TrySetResult(), TaskScheduler.Default);
         watch._loop = Task.Run(watch.LoopAsync);
         return watch;

@@ -57,7 +57,7 @@ public sealed class ForeignVmTests : IAsyncLifetime
         Assert.Equal((TestVms.Guest, TestVms.Spec("x").Append, Accelerator.Tcg), (record.Spec.Kernel, record.Spec.Append, record.Spec.Accelerator));
         Assert.Equal(QemuProcess.QemuPath, record.Spec.QemuPath);
         // QMP serves one client: a second one gets its greeting only if the first has let go.
-        await using var again = await QmpClient.ConnectUnixAsync(socket, null, TimeSpan.FromSeconds(3), limit.Token);
+        await using var again = await QmpClient.ConnectUnixAsync(socket, logger: null, TimeSpan.FromSeconds(3), limit.Token);
         Assert.Equal("running", (await again.QueryStatusAsync(limit.Token)).Status);
     }
 
@@ -125,7 +125,7 @@ public sealed class ForeignVmTests : IAsyncLifetime
         Assert.True(proxy.Fired.IsCompleted, "the link was never cut after Loaded: the case tested nothing");
         Assert.Equal(("failed", "in doubt"), (sent, received));
         Assert.Equal("running", await TestVms.StateAsync(source, ct));
-        await using var qmp = await QmpClient.ConnectUnixAsync(socket, null, TimeSpan.FromSeconds(5), ct);
+        await using var qmp = await QmpClient.ConnectUnixAsync(socket, logger: null, TimeSpan.FromSeconds(5), ct);
         Assert.Equal("paused", (await qmp.QueryStatusAsync(ct)).Status);
     }
 
@@ -177,7 +177,7 @@ public sealed class ForeignVmTests : IAsyncLifetime
     private async Task<string> SaveRamAsync(string socket, string name, CancellationToken ct)
     {
         var file = Path.Combine(_runPath, name + ".mem");
-        await using (var qmp = await QmpClient.ConnectUnixAsync(socket, null, TimeSpan.FromSeconds(5), ct))
+        await using (var qmp = await QmpClient.ConnectUnixAsync(socket, logger: null, TimeSpan.FromSeconds(5), ct))
         {
             await qmp.PmemSaveAsync(0, 128L << 20, file, TimeSpan.FromSeconds(60), ct);
         }

@@ -46,7 +46,7 @@ internal static class TestVms
             return "exited";
         }
 
-        await using var qmp = await QmpClient.ConnectUnixAsync(vm.QuerySocket, null, TimeSpan.FromSeconds(5), ct);
+        await using var qmp = await QmpClient.ConnectUnixAsync(vm.QuerySocket, logger: null, TimeSpan.FromSeconds(5), ct);
         return (await qmp.QueryStatusAsync(ct)).Status;
     }
 
