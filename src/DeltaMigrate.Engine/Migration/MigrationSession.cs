@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using DeltaMigrate.Engine.Convergence;
 using DeltaMigrate.Engine.Delta;
 using DeltaMigrate.Engine.Migration.Commit;
 using DeltaMigrate.Engine.Qmp;
@@ -40,6 +41,7 @@ public sealed class MigrationSession
     private Func<long>? _wireBytes;
     private long _appliedBandwidth;
     private Func<IReadOnlyList<CodecBytes>>? _codecs;
+    private readonly ConvergencePolicy _convergence;
 
     public MigrationSession(MigrationRequest request, MigrationOptions options, ILogger? logger = null, IProgress<MigrationProgress>? progress = null)
     {
@@ -47,6 +49,7 @@ public sealed class MigrationSession
         _options = options;
         _logger = logger ?? NullLogger.Instance;
         _progress = progress;
+        _convergence = new ConvergencePolicy(options.Converge, QemuDowntimeLimit, request.VMName, _logger);
     }
 
     public async Task<MigrationResult> RunAsync(CancellationToken cancellationToken = default)
@@ -204,12 +207,14 @@ public sealed class MigrationSession
 
     private async Task ConfigureSourceAsync(QmpClient source, CancellationToken cancellationToken)
     {
-        await source.MigrateSetCapabilitiesAsync(new Dictionary<string, bool>
+        var capabilities = new Dictionary<string, bool>
         {
             ["events"] = true,
             ["xbzrle"] = _options.Compress == CompressionMode.Native,
             ["auto-converge"] = _options.AutoConverge,
-        }, cancellationToken);
+        };
+        _convergence.AddCapabilities(capabilities);
+        await source.MigrateSetCapabilitiesAsync(capabilities, cancellationToken);
 
         var parameters = new Dictionary<string, object>
         {
@@ -227,6 +232,7 @@ public sealed class MigrationSession
             parameters["max-bandwidth"] = Unlimited;
         }
 
+        _convergence.AddParameters(parameters);
         await source.MigrateSetParametersAsync(parameters, cancellationToken);
     }
 
@@ -261,8 +267,14 @@ public sealed class MigrationSession
                 if (info.Ram is not null)
                 {
                     lastFull = info;
-                    RecordRound(info, clock.Elapsed, rounds, path);
-                    Report(info, clock.Elapsed, memorySize);
+                    var elapsed = clock.Elapsed;
+                    var newRound = RecordRound(info, elapsed, rounds, path);
+                    if (!info.IsFinished)
+                    {
+                        await _convergence.OnSampleAsync(source, info, elapsed, newRound, cancellationToken);
+                    }
+
+                    Report(info, elapsed, memorySize);
                 }
 
                 if (info.IsFinished)
@@ -351,7 +363,7 @@ public sealed class MigrationSession
         var (id, kind, what) = (timedOut && cancelRequested, failed.BytesTransferred) switch
         {
             (true, _) => ("MigrationTimedOut", ErrorKind.OperationTimeout,
-                $"did not converge within {_options.Timeout} and was cancelled (try -TimeoutAction Pause, -AutoConverge, or a compression mode)"),
+                $"did not converge within {_options.Timeout} and was cancelled (try -Converge Throttle, -TimeoutAction Pause, or a compression mode)"),
             (false, 0) => ("DestinationUnreachable", ErrorKind.ConnectionError,
                 $"could not start: {failure ?? info.Status}. Check that the destination QEMU is waiting for a migration"),
             _ => ("MigrationFailed", ErrorKind.ConnectionError, $"failed: {failure ?? info.Status}"),
@@ -439,7 +451,8 @@ public sealed class MigrationSession
         }
     }
 
-    private void RecordRound(MigrationInfo info, TimeSpan elapsed, List<MigrationRound> rounds, OutgoingPath path)
+    /// <summary>Adds a round when QEMU's dirty-sync count moved on, and returns it for the convergence policy.</summary>
+    private RoundObservation? RecordRound(MigrationInfo info, TimeSpan elapsed, List<MigrationRound> rounds, OutgoingPath path)
     {
         var ram = info.Ram!;
         var round = (int)(ram.DirtySyncCount ?? 0);
@@ -461,7 +474,11 @@ public sealed class MigrationSession
                 CacheHits = counters is null ? info.XbzrleCache?.Pages ?? 0 : DeltaCounters.Read(ref counters.CacheHits),
             });
             _logger.LogDebug("{VM}: round {Round} at {Elapsed}: {Remaining} bytes remaining", _request.VMName, round, elapsed, ram.Remaining);
+            var added = rounds[^1];
+            return new RoundObservation(round, elapsed, added.BytesRemaining, added.BytesTransferred, added.WireBytes);
         }
+
+        return null;
     }
 
     private void Report(MigrationInfo info, TimeSpan elapsed, long memorySize) => _progress?.Report(new MigrationProgress
@@ -477,6 +494,7 @@ public sealed class MigrationSession
         ExpectedDowntime = info.ExpectedDowntimeMs is { } ms ? TimeSpan.FromMilliseconds(ms) : null,
         WireBytes = _wireBytes?.Invoke() ?? info.Ram?.Transferred ?? 0,
         Codecs = _codecs?.Invoke() ?? [],
+        ThrottlePercent = (int)(info.CpuThrottlePercentage ?? 0),
     });
 
     private MigrationResult Result(MigrationInfo stats, MigrationStatus status, TimeSpan totalTime, TimeSpan? pausedAt, bool timedOut,
@@ -528,6 +546,7 @@ public sealed class MigrationSession
                     StreamBytes = streamBytes,
                     WireBytes = streamBytes,
                 },
+            Convergence = _convergence.Stats(totalTime),
             Rounds = rounds.ToArray(),
             Error = error,
         };
