@@ -34,8 +34,11 @@ public sealed record MigrationOptions
     /// <summary>Host memory the Delta page caches of concurrent migrations share; null: no limit.</summary>
     public CacheBudget? CacheBudget { get; init; }
 
-    /// <summary>Let QEMU throttle the guest's vCPUs when pre-copy does not converge.</summary>
+    /// <summary>Let QEMU throttle the guest's vCPUs on its own rules (its defaults) when pre-copy does not converge; with <see cref="Converge"/> Throttle the engine drives that throttle instead.</summary>
     public bool AutoConverge { get; init; }
+
+    /// <summary>What a stalled pre-copy does: Throttle (default) steps the guest's vCPU throttle until it converges; Never waits for <see cref="Timeout"/>.</summary>
+    public Convergence.ConvergeMode Converge { get; init; } = Convergence.ConvergeMode.Throttle;
 
     /// <summary>Null: no limit.</summary>
     public TimeSpan? Timeout { get; init; }

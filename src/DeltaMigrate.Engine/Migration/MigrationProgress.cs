@@ -21,6 +21,9 @@ public sealed record MigrationProgress
     /// <summary>Tunnel modes: the Data frames so far by wire codec (raw, lz4, zstd by level), stream and wire bytes each.</summary>
     public IReadOnlyList<CodecBytes> Codecs { get; init; } = [];
 
+    /// <summary>QEMU's vCPU throttle now (0-99; 0 when not throttled), from -Converge Throttle or -AutoConverge.</summary>
+    public int ThrottlePercent { get; init; }
+
     /// <summary>0-100: how much of RAM has been sent at least once, then how close the remainder is to zero.</summary>
     public int PercentComplete =>
         MemorySize <= 0 ? 0 : (int)Math.Clamp(100.0 * (MemorySize - BytesRemaining) / MemorySize, 0, 99);

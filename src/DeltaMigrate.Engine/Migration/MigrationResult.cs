@@ -57,6 +57,9 @@ public sealed record MigrationResult
 
     public CompressionStats? Compression { get; init; }
 
+    /// <summary>The convergence policy (-Converge): whether and when pre-copy stalled, the throttle's steps and what they cost the guest.</summary>
+    public Convergence.ConvergenceStats? Convergence { get; init; }
+
     /// <summary>
     /// Every pre-copy round with its own counts. Delta mode counts them from the stream itself (exact, none
     /// missed); the other modes from QEMU's counters at the samples where its dirty-sync count moved on.

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using DeltaMigrate.Engine.Convergence;
 using DeltaMigrate.Engine.Delta;
 using DeltaMigrate.Engine.Logging;
 using DeltaMigrate.Engine.Migration.Commit;
@@ -45,6 +46,7 @@ public sealed class MigrationSession
     private Func<long>? _wireBytes;
     private long _appliedBandwidth;
     private Func<IReadOnlyList<CodecBytes>>? _codecs;
+    private readonly ConvergencePolicy _convergence;
     private long _clockOrigin;
 
     /// <summary>The same, logging to a host's <see cref="IEngineLogSink"/> (the cmdlets: no logging types cross into PowerShell's load context).</summary>
@@ -59,6 +61,7 @@ public sealed class MigrationSession
         _options = options;
         _logger = logger ?? NullLogger.Instance;
         _progress = progress;
+        _convergence = new ConvergencePolicy(options.Converge, QemuDowntimeLimit, request.VMName, _logger);
     }
 
     public async Task<MigrationResult> RunAsync(CancellationToken cancellationToken = default)
@@ -216,12 +219,14 @@ public sealed class MigrationSession
 
     private async Task ConfigureSourceAsync(QmpClient source, CancellationToken cancellationToken)
     {
-        await source.MigrateSetCapabilitiesAsync(new Dictionary<string, bool>
+        var capabilities = new Dictionary<string, bool>
         {
             ["events"] = true,
             ["xbzrle"] = _options.Compress == CompressionMode.Native,
             ["auto-converge"] = _options.AutoConverge,
-        }, cancellationToken);
+        };
+        _convergence.AddCapabilities(capabilities);
+        await source.MigrateSetCapabilitiesAsync(capabilities, cancellationToken);
 
         var parameters = new Dictionary<string, object>
         {
@@ -239,6 +244,7 @@ public sealed class MigrationSession
             parameters["max-bandwidth"] = Unlimited;
         }
 
+        _convergence.AddParameters(parameters);
         await source.MigrateSetParametersAsync(parameters, cancellationToken);
     }
 
@@ -274,8 +280,14 @@ public sealed class MigrationSession
                 if (info.Ram is not null)
                 {
                     lastFull = info;
-                    RecordSample(info, clock.Elapsed, samples, path);
-                    Report(info, clock.Elapsed, memorySize);
+                    var elapsed = clock.Elapsed;
+                    var newRound = RecordSample(info, elapsed, samples, path);
+                    if (!info.IsFinished)
+                    {
+                        await _convergence.OnSampleAsync(source, info, elapsed, newRound, cancellationToken);
+                    }
+
+                    Report(info, elapsed, memorySize);
                 }
 
                 if (info.IsFinished)
@@ -364,7 +376,7 @@ public sealed class MigrationSession
         var (id, kind, what) = (timedOut && cancelRequested, failed.BytesTransferred) switch
         {
             (true, _) => ("MigrationTimedOut", ErrorKind.OperationTimeout,
-                $"did not converge within {_options.Timeout} and was cancelled (try -TimeoutAction Pause, -AutoConverge, or a compression mode)"),
+                $"did not converge within {_options.Timeout} and was cancelled (try -Converge Throttle, -TimeoutAction Pause, or a compression mode)"),
             (false, 0) => ("DestinationUnreachable", ErrorKind.ConnectionError,
                 $"could not start: {failure ?? info.Status}. Check that the destination QEMU is waiting for a migration"),
             _ => ("MigrationFailed", ErrorKind.ConnectionError, $"failed: {failure ?? info.Status}"),
@@ -452,7 +464,8 @@ public sealed class MigrationSession
         }
     }
 
-    private void RecordSample(MigrationInfo info, TimeSpan elapsed, List<MigrationSample> samples, OutgoingPath path)
+    /// <summary>Adds a sample; when QEMU's dirty-sync count moved on, returns the new round for the convergence policy.</summary>
+    private RoundObservation? RecordSample(MigrationInfo info, TimeSpan elapsed, List<MigrationSample> samples, OutgoingPath path)
     {
         var ram = info.Ram!;
         var round = (int)(ram.DirtySyncCount ?? 0);
@@ -476,10 +489,14 @@ public sealed class MigrationSession
             ThinSamples(samples);
         }
 
-        if (samples.Count == 1 || samples[^2].Round < round)
+        if (round > 0 && (samples.Count == 1 || samples[^2].Round < round))
         {
             _logger.LogDebug("{VM}: round {Round} at {Elapsed}: {Remaining} bytes remaining", _request.VMName, round, elapsed, ram.Remaining);
+            var added = samples[^1];
+            return new RoundObservation(round, elapsed, added.BytesRemaining, added.StreamBytes, added.WireBytes);
         }
+
+        return null;
     }
 
     // A long migration keeps every other sample, but never the one where a round begins, nor the last.
@@ -511,6 +528,7 @@ public sealed class MigrationSession
         ExpectedDowntime = info.ExpectedDowntimeMs is { } ms ? TimeSpan.FromMilliseconds(ms) : null,
         WireBytes = _wireBytes?.Invoke() ?? info.Ram?.Transferred ?? 0,
         Codecs = _codecs?.Invoke() ?? [],
+        ThrottlePercent = (int)(info.CpuThrottlePercentage ?? 0),
     });
 
     private MigrationResult Result(MigrationInfo stats, MigrationStatus status, TimeSpan totalTime, TimeSpan? pausedAt, bool timedOut,
@@ -562,6 +580,7 @@ public sealed class MigrationSession
                     StreamBytes = streamBytes,
                     WireBytes = streamBytes,
                 },
+            Convergence = _convergence.Stats(totalTime),
             Rounds = path.Pipeline is { PassesOrigin: { } origin } pipeline && pipeline.Passes is { Count: > 0 } passes
                 ? RoundHistory.FromPasses(passes, Stopwatch.GetElapsedTime(_clockOrigin, origin), samples)
                 : RoundHistory.FromSamples(samples),

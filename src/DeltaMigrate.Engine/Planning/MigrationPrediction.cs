@@ -44,6 +44,22 @@ public sealed record MigrationPrediction
     public double Lz4Ratio { get; init; }
     public double ZeroPageFraction { get; init; }
 
+    /// <summary>
+    /// -Converge Throttle (the default): whether its stall detector would engage, when (since the start),
+    /// the throttle it would settle at (the share of vCPU time that brings the dirty rate under half the
+    /// link), how long the guest would run throttled, and whether the migration then converges. Null
+    /// values: the policy would not engage (pre-copy converges on its own).
+    /// </summary>
+    public bool ThrottleEngages { get; init; }
+    public TimeSpan? ThrottleEngagesAfter { get; init; }
+    public int? ThrottlePercent { get; init; }
+    public TimeSpan? ThrottledTime { get; init; }
+    public bool? ConvergesWithThrottle { get; init; }
+
+    /// <summary>With the throttle: the whole migration's time, and the share of the guest's CPU time withheld over it.</summary>
+    public TimeSpan? TotalTimeWithThrottle { get; init; }
+    public double? GuestSlowdown { get; init; }
+
     /// <summary>The whole sample, to predict again for another link with <see cref="MigrationPredictor.Predict(string, MemoryProfile, IEnumerable{CompressionMode}, PredictionOptions)"/>.</summary>
     public MemoryProfile? Profile { get; init; }
 }

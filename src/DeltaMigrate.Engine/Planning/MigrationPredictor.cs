@@ -1,3 +1,4 @@
+using DeltaMigrate.Engine.Convergence;
 using DeltaMigrate.Engine.Migration;
 
 namespace DeltaMigrate.Engine.Planning;
@@ -21,7 +22,8 @@ namespace DeltaMigrate.Engine.Planning;
 /// suggest. Past the time limit the prediction gives up: Converges is false, and Downtime is the
 /// forced stop-and-copy of what is dirty then.</para>
 /// <para>Not modelled: CPU cost of the encoders, LZ4 over deltas (conservative for Delta), TCP
-/// overhead, auto-converge throttling, page re-dirty locality beyond the hot-set cap.</para>
+/// overhead, page re-dirty locality beyond the hot-set cap. -Converge Throttle is predicted apart (ThrottleEngages...): a guest
+/// whose writing scales with its CPU time, which overstates what a throttle does to a guest that mostly idles.</para>
 /// </remarks>
 public static class MigrationPredictor
 {
@@ -61,6 +63,10 @@ public static class MigrationPredictor
         double wire = roundBytes;
         double lastDuration = elapsed;
         int round = 1;
+        double bestRound = double.MaxValue;
+        int flatRounds = 0;
+        int outgrowing = 0;
+        double? stallAt = null;
 
         while (true)
         {
@@ -75,9 +81,23 @@ public static class MigrationPredictor
             bool fits = judged <= budget;
             // The time limit falls inside this round: the guest is paused then and what is dirty is copied (forced).
             bool givingUp = !fits && (elapsed + (roundBytes / bandwidth) > limit || round >= MaxRounds);
+            if (!fits && stallAt is null && round > 2)
+            {
+                // As StallDetector: 3 rounds without shrinking 10 % below the best, or 2 in a row whose dirt came
+                // at least as fast as the link drains (the round takes as long as the one it was dirtied in).
+                flatRounds = dirty * PageSize < bestRound * 0.9 ? 0 : flatRounds + 1;
+                outgrowing = roundBytes / bandwidth >= lastDuration * 0.9999 ? outgrowing + 1 : 0;
+                if (flatRounds >= 3 || outgrowing >= 2)
+                {
+                    stallAt = Math.Min(elapsed + (roundBytes / bandwidth), limit);
+                }
+            }
+
+            bestRound = Math.Min(bestRound, dirty * PageSize);
             if (fits || givingUp)
             {
                 double downtime = roundBytes / bandwidth;
+                var throttle = fits ? null : PredictThrottle(mode, profile, hit, bandwidth, budget, hotSet > 0 ? hotSet : pages, stallAt ?? Math.Min(elapsed, limit), limit, dirty);
                 return new MigrationPrediction
                 {
                     VMName = vmName,
@@ -101,6 +121,13 @@ public static class MigrationPredictor
                     Lz4Ratio = profile.Lz4Ratio,
                     ZeroPageFraction = profile.ZeroPageFraction,
                     Profile = profile,
+                    ThrottleEngages = throttle is not null,
+                    ThrottleEngagesAfter = throttle is null ? null : TimeSpan.FromSeconds(throttle.Value.EngagesAt),
+                    ThrottlePercent = throttle?.Percent,
+                    ThrottledTime = throttle is null ? null : TimeSpan.FromSeconds(throttle.Value.Throttled),
+                    ConvergesWithThrottle = throttle?.Converges,
+                    TotalTimeWithThrottle = throttle is null ? null : TimeSpan.FromSeconds(throttle.Value.Total),
+                    GuestSlowdown = throttle is null ? null : throttle.Value.Percent / 100.0 * throttle.Value.Throttled / Math.Max(throttle.Value.Total, 1e-9),
                 };
             }
 
@@ -108,6 +135,43 @@ public static class MigrationPredictor
             elapsed += lastDuration;
             wire += roundBytes;
         }
+    }
+
+    /// <summary>
+    /// The throttle from the stall on: the level that brings the dirty wire rate under half the link
+    /// (as <see cref="GuestThrottle"/> chooses it, at least its initial step, at most QEMU's 99 %),
+    /// assuming the guest dirties in proportion to its CPU time; then rounds at the slowed rate until
+    /// the remainder fits, or the time limit.
+    /// </summary>
+    private static (double EngagesAt, int Percent, double Throttled, bool Converges, double Total)? PredictThrottle(CompressionMode mode, MemoryProfile profile,
+        double hit, double bandwidth, double budget, double cap, double engagesAt, double limit, double dirtyAtStall)
+    {
+        double rate = Math.Max(0, profile.DirtyPagesPerSecond);
+        double perPage = PageCost(mode, 3, profile, hit);
+        double judgedPerPage = mode == CompressionMode.Native ? PageSize + PageHeaderBytes : perPage;
+        var throttle = new GuestThrottle();
+        int percent = Math.Clamp(GuestThrottle.NeededPercent(rate * perPage, bandwidth), throttle.InitialPercent, throttle.MaxPercent);
+        double slowed = rate * (1 - (percent / 100.0));
+        double dirty = dirtyAtStall;
+        double elapsed = engagesAt;
+        for (int round = 0; round < MaxRounds; round++)
+        {
+            double duration = dirty * perPage / bandwidth;
+            if (dirty * judgedPerPage <= budget)
+            {
+                return (engagesAt, percent, elapsed - engagesAt + duration, true, elapsed + duration);
+            }
+
+            if (elapsed + duration > limit)
+            {
+                break;
+            }
+
+            elapsed += duration;
+            dirty = Math.Min(slowed * duration, cap);
+        }
+
+        return (engagesAt, percent, Math.Max(0, limit - engagesAt), false, limit);
     }
 
     /// <summary>Wire bytes of one re-sent page in a round after the first.</summary>

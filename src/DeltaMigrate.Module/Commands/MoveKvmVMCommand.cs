@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using DeltaMigrate.Engine;
+using DeltaMigrate.Engine.Convergence;
 using DeltaMigrate.Engine.Migration;
 using DeltaMigrate.Engine.Qmp;
 using DeltaMigrate.Engine.Transport;
@@ -105,8 +106,13 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
     [ValidateRange(0, long.MaxValue)]
     public long Bandwidth { get; set; }
 
+    /// <summary>QEMU's own auto-converge with its default steps; with -Converge Throttle (the default) the engine drives that throttle instead.</summary>
     [Parameter]
     public SwitchParameter AutoConverge { get; set; }
+
+    /// <summary>When pre-copy stalls: Throttle (default) slows the guest's vCPUs step by step until it converges; Never leaves it to -Timeout.</summary>
+    [Parameter]
+    public ConvergeMode Converge { get; set; } = ConvergeMode.Throttle;
 
     /// <summary>Give up (or pause the guest, see -TimeoutAction) after this long; a number means seconds.</summary>
     [Parameter]
@@ -403,6 +409,7 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
             BandwidthShare = _bandwidthShare,
             CacheBudget = _budget,
             AutoConverge = AutoConverge,
+            Converge = Converge,
             Timeout = Timeout > TimeSpan.Zero ? Timeout : null,
             TimeoutAction = TimeoutAction,
             KeepSource = KeepSource,
@@ -581,7 +588,8 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
     private static ProgressRecord Progress(int activity, Batch? parent, MigrationRequest request, MigrationProgress p) => new(activity,
         Activity(request),
         $"{p.Status}, round {p.Round}: {p.BytesRemaining / 1048576.0:0.0} MiB left, {p.ThroughputMbps:0.0} Mbit/s" +
-        (p.ExpectedDowntime is { } d ? $", expected downtime {d.TotalMilliseconds:0} ms" : ""))
+        (p.ExpectedDowntime is { } d ? $", expected downtime {d.TotalMilliseconds:0} ms" : "") +
+        (p.ThrottlePercent > 0 ? $", guest throttled {p.ThrottlePercent} %" : ""))
     {
         ParentActivityId = parent is null ? -1 : Batch.ActivityId,
         PercentComplete = p.PercentComplete,

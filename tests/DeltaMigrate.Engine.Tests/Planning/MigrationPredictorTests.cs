@@ -159,4 +159,44 @@ public class MigrationPredictorTests
         Assert.Equal(MigrationPredictor.Predict("vm", Profile(20_000, 16_384), CompressionMode.Delta, fast) with { Profile = null }, again with { Profile = null });
         Assert.True(again.TotalTime < first.TotalTime);
     }
+
+    [Fact]
+    public void AStalledPreCopyIsPredictedToBeThrottledAndToConverge()
+    {
+        // 20,000 pages/s (82 MB/s) over a 100 Mbit/s link: the throttle must withhold 1 - 0.5 x 12.5 / 82 = 93 % of the guest's CPU.
+        // The first pass takes 43 s, each later one 21.5 s (the 256 MiB hot set): the stall shows at round 4, after 107 s.
+        var options = new PredictionOptions { Bandwidth = 12_500_000, TimeLimit = TimeSpan.FromSeconds(600) };
+        var prediction = MigrationPredictor.Predict("busy", Profile(20_000, 65_536), CompressionMode.None, options);
+
+        Assert.False(prediction.Converges);
+        Assert.True(prediction.ThrottleEngages);
+        Assert.Equal(93, prediction.ThrottlePercent);
+        Assert.True(prediction.ConvergesWithThrottle);
+        Assert.InRange(prediction.ThrottleEngagesAfter!.Value.TotalSeconds, 100, 115);
+        Assert.True(prediction.ThrottledTime > TimeSpan.Zero);
+        Assert.InRange(prediction.TotalTimeWithThrottle!.Value.TotalSeconds, 115, 200);
+        Assert.InRange(prediction.GuestSlowdown!.Value, 0.001, 0.93);
+    }
+
+    [Fact]
+    public void APreCopyThatConvergesNeverEngagesTheThrottle()
+    {
+        var prediction = MigrationPredictor.Predict("vm", Profile(20_000, 16_384, meanDelta: 40), CompressionMode.Delta, new PredictionOptions { Bandwidth = 12_500_000 });
+
+        Assert.True(prediction.Converges);
+        Assert.False(prediction.ThrottleEngages);
+        Assert.Null(prediction.ThrottlePercent);
+        Assert.Null(prediction.ConvergesWithThrottle);
+    }
+
+    [Fact]
+    public void AGuestHundredsOfTimesFasterThanTheLinkIsNotSavedByQemusMaximumThrottle()
+    {
+        // At 99 % the guest still dirties 1 % of 2,000,000 pages/s: 82 MB/s, more than the link.
+        var prediction = MigrationPredictor.Predict("wild", Profile(2_000_000, 65_536), CompressionMode.None, new PredictionOptions { Bandwidth = 12_500_000 });
+
+        Assert.True(prediction.ThrottleEngages);
+        Assert.Equal(99, prediction.ThrottlePercent);
+        Assert.False(prediction.ConvergesWithThrottle);
+    }
 }
