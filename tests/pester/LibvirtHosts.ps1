@@ -99,7 +99,7 @@ function Start-LibvirtTestDaemon {
     if ($TestHost.LibvirtdProcess -and -not $TestHost.LibvirtdProcess.HasExited) { throw "libvirtd of '$($TestHost.Name)' is already running." }
     # nsenter forks nothing without --pid, so this process becomes libvirtd itself.
     $TestHost.LibvirtdProcess = Start-TestHostProcess @('nsenter', '--target', "$($TestHost.Pid)", '--net', '--mount', '--uts', '--',
-        '/usr/sbin/libvirtd', '--config', '/etc/libvirt/libvirtd.conf')
+        '/usr/sbin/libvirtd', '--config', '/etc/libvirt/libvirtd.conf', '--pid-file', '/run/libvirt/libvirtd.pid')
     $TestHost.LibvirtdPid = $TestHost.LibvirtdProcess.Id
     # Ready means the daemon answers on its socket (it probes QEMU's capabilities first, seconds under load).
     $deadline = [DateTime]::UtcNow.AddSeconds($TimeoutSeconds)
@@ -129,7 +129,11 @@ function Invoke-LibvirtTestVirsh {
     # so virsh's own flags (--live, --all) reach it; the host comes first: -TestHost $h or just $h.
     if ($args[0] -eq '-TestHost') { $null, $testHost, $rest = $args } else { $testHost, $rest = $args }
     if (-not $testHost.ConnectionUri) { throw 'Invoke-LibvirtTestVirsh: the first argument must be a libvirt test host (New-LibvirtTestHost).' }
-    Invoke-TestHostNative virsh -c $testHost.ConnectionUri @($rest | ForEach-Object { "$_" })
+    $lines = @(Invoke-TestHostNative virsh -c $testHost.ConnectionUri @($rest | ForEach-Object { "$_" }))
+    # virsh ends most answers with a blank line; without it 'domstate' is one string, 'list --name' the names.
+    $last = $lines.Count - 1
+    while ($last -ge 0 -and -not $lines[$last].Trim()) { $last-- }
+    if ($last -ge 0) { $lines[0..$last] }
 }
 
 function Get-LibvirtTestSerialLog {
