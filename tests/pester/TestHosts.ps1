@@ -24,6 +24,9 @@
 #   Invoke-Command -Session $s { Import-Module $using:ModuleUnderTest; Get-KvmVM }
 #   Connect-TestHost -From $h1 -To $h2   # a direct link: from inside h1, $h2.Address is reachable
 #   Remove-TestHost $h2    # in AfterAll: sessions, sshd and all it started, veth, namespace, folder
+#
+# -HostName and -PrivateMounts give the host its own UTS and mount namespaces too (held by its sshd);
+# LibvirtHosts.ps1 builds libvirt hosts on them.
 
 $script:TestHostPwsh = Join-Path $PSHOME 'pwsh'   # the pinned tool's own executable, beside pwsh.dll
 $script:TestHostLock = Join-Path ([IO.Path]::GetTempPath()) 'dm-testhosts.lock'
