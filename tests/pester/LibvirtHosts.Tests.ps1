@@ -69,6 +69,12 @@ Describe 'Two libvirt test hosts' {
         Test-Path (Join-Path $H1.SocketDirectory $marker) | Should -BeFalse -Because 'the root namespace does not see it'
     }
 
+    It 'answer qemu+ssh (SshConnectionUri) from the root namespace and from inside the other host' {
+        ((& virsh -c $H2.SshConnectionUri hostname 2>&1) -join ' ').Trim() | Should -Be $H2.HostName
+        $s = New-TestHostSession -TestHost $H1
+        Invoke-Command -Session $s { ((virsh -c $using:H2.SshConnectionUri hostname 2>&1) -join ' ').Trim() } | Should -Be $H2.HostName -Because 'h1 reaches h2 over their link'
+    }
+
     It 'run the test guest in a domain on h1, its QEMU inside h1, heartbeats advancing' {
         $script:Domain = New-LibvirtTestDomain -TestHost $H1 -Name vm1
         (Invoke-LibvirtTestVirsh $H1 domstate vm1) | Should -Be 'running'

@@ -54,6 +54,8 @@ function New-LibvirtTestHost {
         $h | Add-Member -NotePropertyMembers ([ordered]@{
                 LibvirtRoot = $root
                 ConnectionUri = "qemu+unix:///system?socket=$root/run/libvirt-sock"
+                # Over the host's sshd, as a real destination is reached (qemu+ssh); see New-LibvirtTestSshCommand.
+                SshConnectionUri = "qemu+ssh://root@$($h.Address)/system?command=$(Join-Path $h.Folder 'libvirt-ssh')&no_tty=1"
                 SocketDirectory = $LibvirtTestSocketDirectory
                 HostUuid = [guid]::NewGuid().ToString()
                 LibvirtdLog = Join-Path $root 'log/libvirtd.log'
@@ -81,6 +83,7 @@ cgroup_controllers = [ ]
 namespaces = [ ]
 stdio_handler = "file"
 '@ | Set-Content (Join-Path $root 'etc/qemu.conf')
+        New-LibvirtTestSshCommand $h
         Start-LibvirtTestDaemon $h
         $h
     }
@@ -90,6 +93,19 @@ stdio_handler = "file"
         Remove-LibvirtTestHost $h
         throw "New-LibvirtTestHost '$Name' ($($h.Namespace)) failed: $err$log"
     }
+}
+
+function New-LibvirtTestSshCommand($TestHost) {
+    # libvirt's ssh transport runs plain 'ssh' with the user's ~/.ssh (no known-hosts option in the
+    # URI); its 'command' parameter names this wrapper instead, which pins the host's key and client
+    # key as New-TestHostSession does, so qemu+ssh reaches the host without touching ~/.ssh.
+    $file = Join-Path $TestHost.Folder 'libvirt-ssh'
+    @"
+#!/bin/sh
+exec ssh -o UserKnownHostsFile='$($TestHost.KnownHostsFile)' -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes \
+    -o IdentitiesOnly=yes -o BatchMode=yes -o ConnectTimeout=10 -i '$($TestHost.KeyFilePath)' "`$@"
+"@ | Set-Content $file
+    Invoke-TestHostNative chmod 700 $file | Out-Null
 }
 
 function Start-LibvirtTestDaemon {
