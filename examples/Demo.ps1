@@ -28,7 +28,7 @@ try {
         @{ n = 'WireMiB'; e = { [math]::Round($_.BytesTransferred / 1MB, 1) } } | Format-List | Out-Host
     $result.Compression | Select-Object CacheSize, CacheHits, CacheMisses, RawPages, XbzrlePages, UnchangedPages, ZeroPages,
         EncodedBytes, Overflows, CompressionRatio, EncodeTime | Format-List | Out-Host
-    $result.Rounds | Format-Table Round, Elapsed, BytesRemaining, WireBytes, RawPages, XbzrlePages, UnchangedPages | Out-Host
+    $result.Rounds | Format-Table Round, Elapsed, Duration, BytesRemaining, StreamBytes, SentBytes, RawPages, XbzrlePages, UnchangedPages | Out-Host
 
     $beat = (Select-String -Path $dst.SerialLog -Pattern '^DMGUEST hb (\d+)' | Select-Object -Last 1).Line
     Write-Host "demo-dst is $((Get-KvmVM demo-dst).State); its guest's last heartbeat: $beat"

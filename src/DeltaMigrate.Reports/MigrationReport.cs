@@ -9,7 +9,7 @@ namespace DeltaMigrate.Reports;
 /// <summary>One line of a migration's summary table, already formatted for people.</summary>
 public sealed record SummaryItem(string Label, string Value);
 
-/// <summary>Network throughput between one round and the one before it (the first against the start).</summary>
+/// <summary>Network throughput of one round: its wire bytes over its duration, at the round's end.</summary>
 public sealed record ThroughputSample(int Round, double Seconds, double Mbps);
 
 /// <summary>
@@ -154,25 +154,26 @@ public static class MigrationReport
         return items;
     }
 
-    /// <summary>Wire throughput per round: WireBytes deltas over Elapsed deltas, in Mbit/s.</summary>
+    /// <summary>Wire throughput per round: the round's wire bytes over its duration, in Mbit/s.</summary>
     public static IReadOnlyList<ThroughputSample> WireThroughput(MigrationResult result)
     {
         ArgumentNullException.ThrowIfNull(result);
-        var samples = new List<ThroughputSample>();
-        var previousBytes = 0L;
-        var previousTime = TimeSpan.Zero;
-        foreach (var round in result.Rounds)
-        {
-            var seconds = (round.Elapsed - previousTime).TotalSeconds;
-            if (seconds > 0)
-            {
-                samples.Add(new ThroughputSample(round.Round, round.Elapsed.TotalSeconds, (round.WireBytes - previousBytes) * 8 / seconds / 1e6));
-                previousBytes = round.WireBytes;
-                previousTime = round.Elapsed;
-            }
-        }
+        return result.Rounds
+            .Where(r => r.Duration > TimeSpan.Zero)
+            .Select(r => new ThroughputSample(r.Round, (r.Elapsed + r.Duration).TotalSeconds, r.WireBytes * 8 / r.Duration.TotalSeconds / 1e6))
+            .ToArray();
+    }
 
-        return samples;
+    /// <summary>
+    /// The remaining-bytes curve: every poll's sample where the result has them, else one point per round
+    /// (a result from an older version).
+    /// </summary>
+    public static IReadOnlyList<(double Seconds, double RemainingMiB)> RemainingCurve(MigrationResult result)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        return result.Samples.Count > 0
+            ? result.Samples.Select(s => (s.Elapsed.TotalSeconds, s.BytesRemaining / MiB)).ToArray()
+            : result.Rounds.Select(r => (r.Elapsed.TotalSeconds, r.BytesRemaining / MiB)).ToArray();
     }
 
     /// <summary>"12.3 s": total time as the summary shows it.</summary>
@@ -199,34 +200,42 @@ public static class MigrationReport
             return Styled(plot);
         }
 
-        var xs = result.Rounds.Select(r => r.Elapsed.TotalSeconds).ToArray();
-        var remaining = plot.Add.Scatter(xs, result.Rounds.Select(r => r.BytesRemaining / MiB).ToArray(), Colors.Navy);
+        var curve = RemainingCurve(result);
+        var remaining = plot.Add.ScatterLine(curve.Select(c => c.Seconds).ToArray(), curve.Select(c => c.RemainingMiB).ToArray(), Colors.Navy);
         remaining.LegendText = "Remaining (MiB, left)";
         remaining.LineWidth = 2;
-        remaining.MarkerSize = 6;
 
-        // Each rate is an average over the time since the round before: drawn as a step over that interval.
+        // Where each round began, on the curve.
+        var starts = plot.Add.ScatterPoints(
+            result.Rounds.Select(r => r.Elapsed.TotalSeconds).ToArray(),
+            result.Rounds.Select(r => r.BytesRemaining / MiB).ToArray(),
+            Colors.Navy);
+        starts.LegendText = result.Rounds.Any(r => r.Exact) ? "Round start (counted from the stream)" : "Round start (QEMU's dirty-sync count)";
+        starts.MarkerSize = 7;
+
+        // Each round's rate is its average: drawn as a step over the round.
         var throughput = WireThroughput(result);
         if (throughput.Count > 0)
         {
             var steps = new List<Coordinates>();
-            var start = 0.0;
-            foreach (var sample in throughput)
+            foreach (var round in result.Rounds.Where(r => r.Duration > TimeSpan.Zero))
             {
-                steps.Add(new Coordinates(start, sample.Mbps));
-                steps.Add(new Coordinates(sample.Seconds, sample.Mbps));
-                start = sample.Seconds;
+                var mbps = round.WireBytes * 8 / round.Duration.TotalSeconds / 1e6;
+                steps.Add(new Coordinates(round.Elapsed.TotalSeconds, mbps));
+                steps.Add(new Coordinates((round.Elapsed + round.Duration).TotalSeconds, mbps));
             }
 
             var wire = plot.Add.ScatterLine(steps, Colors.OrangeRed);
             wire.Axes.YAxis = plot.Axes.Right;
-            wire.LegendText = "Wire throughput since the round before (Mbit/s, right)";
+            wire.LegendText = "Wire throughput of the round (Mbit/s, right)";
             wire.LineWidth = 2;
             plot.Axes.Right.Label.Text = "Wire throughput (Mbit/s)";
         }
 
-        plot.Axes.SetLimitsX(0, Math.Max(result.TotalTime.TotalSeconds, xs[^1]) * 1.03);
-        plot.Axes.SetLimitsY(0, Math.Max(1, result.Rounds.Max(r => r.BytesRemaining) / MiB) * 1.1, plot.Axes.Left);
+        var right = Math.Max(result.TotalTime.TotalSeconds, Math.Max(curve.Count > 0 ? curve[^1].Seconds : 0, result.Rounds[^1].Elapsed.TotalSeconds));
+        plot.Axes.SetLimitsX(0, Math.Max(1, right) * 1.03);
+        var top = Math.Max(curve.Count > 0 ? curve.Max(c => c.RemainingMiB) : 0, result.Rounds.Max(r => r.BytesRemaining) / MiB);
+        plot.Axes.SetLimitsY(0, Math.Max(1, top) * 1.1, plot.Axes.Left);
         if (throughput.Count > 0)
         {
             plot.Axes.SetLimitsY(0, Math.Max(1, throughput.Max(t => t.Mbps)) * 1.1, plot.Axes.Right);
@@ -250,19 +259,17 @@ public static class MigrationReport
         foreach (var result in results)
         {
             ArgumentNullException.ThrowIfNull(result);
-            if (result.Rounds.Count == 0)
+            var curve = RemainingCurve(result);
+            if (curve.Count == 0)
             {
                 continue;
             }
 
-            var line = plot.Add.Scatter(
-                result.Rounds.Select(r => r.Elapsed.TotalSeconds).ToArray(),
-                result.Rounds.Select(r => r.BytesRemaining / MiB).ToArray());
+            var line = plot.Add.ScatterLine(curve.Select(c => c.Seconds).ToArray(), curve.Select(c => c.RemainingMiB).ToArray());
             line.LegendText = Label(result, results);
             line.LineWidth = 2;
-            line.MarkerSize = 5;
-            top = Math.Max(top, result.Rounds.Max(r => r.BytesRemaining) / MiB);
-            right = Math.Max(right, Math.Max(result.TotalTime.TotalSeconds, result.Rounds[^1].Elapsed.TotalSeconds));
+            top = Math.Max(top, curve.Max(c => c.RemainingMiB));
+            right = Math.Max(right, Math.Max(result.TotalTime.TotalSeconds, curve[^1].Seconds));
             plotted++;
         }
 
@@ -332,19 +339,24 @@ public static class MigrationReport
         }
 
         var throughput = WireThroughput(result).ToDictionary(t => t.Round, t => t.Mbps);
-        html.Append("<details>\n<summary>Rounds</summary>\n<table>\n<tr><th>Round</th><th>Elapsed (s)</th><th>Remaining (MiB)</th>")
-            .Append("<th>Stream (MiB)</th><th>Wire (MiB)</th><th>Wire (Mbit/s)</th><th>Raw pages</th><th>XBZRLE pages</th><th>Unchanged pages</th></tr>\n");
+        var counted = result.Rounds.Any(r => r.Exact) ? "counted from the stream" : "from QEMU's counters between polls";
+        html.Append("<details>\n<summary>Rounds (").Append(result.Rounds.Count.ToString(Invariant)).Append(", ").Append(counted).Append(")</summary>\n<table>\n")
+            .Append("<tr><th>Round</th><th>Start (s)</th><th>Duration (s)</th><th>Remaining at start (MiB)</th>")
+            .Append("<th>Stream (MiB)</th><th>Sent (MiB)</th><th>Wire (MiB)</th><th>Wire (Mbit/s)</th><th>Raw pages</th><th>XBZRLE pages</th><th>Zero pages</th><th>Unchanged pages</th></tr>\n");
         foreach (var r in result.Rounds)
         {
             html.Append("<tr>");
             Cell(html, r.Round.ToString(Invariant));
             Cell(html, r.Elapsed.TotalSeconds.ToString("0.00", Invariant));
+            Cell(html, r.Duration.TotalSeconds.ToString("0.00", Invariant));
             Cell(html, (r.BytesRemaining / MiB).ToString("0.0", Invariant));
-            Cell(html, (r.BytesTransferred / MiB).ToString("0.0", Invariant));
+            Cell(html, (r.StreamBytes / MiB).ToString("0.0", Invariant));
+            Cell(html, (r.SentBytes / MiB).ToString("0.0", Invariant));
             Cell(html, (r.WireBytes / MiB).ToString("0.0", Invariant));
             Cell(html, throughput.TryGetValue(r.Round, out var mbps) ? mbps.ToString("0.0", Invariant) : "n/a");
             Cell(html, r.RawPages.ToString("N0", Invariant));
             Cell(html, r.XbzrlePages.ToString("N0", Invariant));
+            Cell(html, r.ZeroPages.ToString("N0", Invariant));
             Cell(html, r.UnchangedPages.ToString("N0", Invariant));
             html.Append("</tr>\n");
         }

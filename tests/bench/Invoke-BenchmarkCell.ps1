@@ -205,9 +205,11 @@ try {
         $cell.Rounds = @($r.Rounds | ForEach-Object {
                 [ordered]@{
                     Round = $_.Round; Elapsed = [math]::Round(([TimeSpan]$_.Elapsed).TotalSeconds, 2)
-                    StreamMiB = [math]::Round($_.BytesTransferred / 1MB, 1); RemainingMiB = [math]::Round($_.BytesRemaining / 1MB, 1)
-                    WireMiB = [math]::Round($_.WireBytes / 1MB, 1); DirtyPagesRate = $_.DirtyPagesRate
-                    XbzrlePages = $_.XbzrlePages; CacheHits = $_.CacheHits
+                    Duration = [math]::Round(([TimeSpan]$_.Duration).TotalSeconds, 3); Exact = $_.Exact
+                    StreamMiB = [math]::Round($_.StreamBytes / 1MB, 2); SentMiB = [math]::Round($_.SentBytes / 1MB, 2)
+                    RemainingMiB = [math]::Round($_.BytesRemaining / 1MB, 1)
+                    WireMiB = [math]::Round($_.WireBytes / 1MB, 2); DirtyPagesRate = $_.DirtyPagesRate
+                    RawPages = $_.RawPages; XbzrlePages = $_.XbzrlePages; ZeroPages = $_.ZeroPages; UnchangedPages = $_.UnchangedPages
                 }
             })
         if ($ResultJson -or $RoundsPng) {

@@ -27,7 +27,16 @@ Describe 'Move-KvmVM -Compress Delta' {
         $c.CacheHits | Should -BeGreaterOrEqual ($c.XbzrlePages + $c.UnchangedPages)
         $c.WireBytes | Should -Be $result.BytesTransferred
         $c.StreamBytes | Should -BeGreaterThan 30MB
-        $result.Rounds[-1].XbzrlePages | Should -BeGreaterThan 0
+        # Rounds counted from the stream itself: all of them, numbered without a gap, adding up to the totals.
+        $rounds = @($result.Rounds)
+        $rounds.Count | Should -BeGreaterThan 1
+        $rounds | ForEach-Object { $_.Exact | Should -BeTrue }
+        $rounds.Round | Should -Be (1..$rounds.Count)
+        ($rounds | Measure-Object XbzrlePages -Sum).Sum | Should -Be $c.XbzrlePages
+        ($rounds | Measure-Object UnchangedPages -Sum).Sum | Should -Be $c.UnchangedPages
+        ($rounds | Measure-Object RawPages -Sum).Sum | Should -Be $c.RawPages
+        ($rounds | Measure-Object StreamBytes -Sum).Sum | Should -Be $c.StreamBytes
+        @($result.Samples).Count | Should -BeGreaterThan $rounds.Count -Because 'the curve has a point per poll'
         Assert-SameMemory d-src d-dst
     }
 

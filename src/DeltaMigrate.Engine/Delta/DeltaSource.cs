@@ -36,6 +36,11 @@ public sealed class DeltaSource : IAsyncDisposable
 
     public TunnelStats TunnelStats => _tunnel.Stats;
 
+    /// <summary>Delta mode: every pass over RAM the transcoder saw, exact; empty in Lz4 mode.</summary>
+    public IReadOnlyList<StreamPass> Passes => _transcoder?.Passes ?? [];
+
+    internal long? PassesOrigin => _transcoder?.PassesOrigin;
+
     /// <summary>Bytes QEMU has written to us so far.</summary>
     public long StreamBytes => Counters is { } c ? DeltaCounters.Read(ref c.StreamBytes) : Interlocked.Read(ref _passThroughBytes);
 

@@ -17,6 +17,7 @@ public sealed class StreamTranscoder
     private readonly byte[] _scratch;
     private readonly Dictionary<RamBlock, long> _firstPage = new(ReferenceEqualityComparer.Instance);
     private PageCache? _cache;
+    private PassRecorder? _passes;
     private long _lastPage = -1;
 
     public StreamTranscoder(long cacheBytes, int pageSize = 4096)
@@ -29,14 +30,26 @@ public sealed class StreamTranscoder
     /// <summary>Live counters; read them from any thread while a migration runs.</summary>
     public DeltaCounters Counters { get; } = new();
 
+    /// <summary>Every pass over RAM so far, with its own exact counts; read from any thread.</summary>
+    public IReadOnlyList<StreamPass> Passes => _passes?.Snapshot() ?? [];
+
+    /// <summary>Stopwatch timestamp the passes' times count from; null before the stream starts.</summary>
+    internal long? PassesOrigin => _passes?.Origin;
+
     /// <summary>Reads QEMU's stream to its end, writing the rewritten stream.</summary>
     public async Task RunAsync(MigrationStreamReader reader, MigrationStreamWriter writer, CancellationToken cancellationToken)
     {
         // Records we drop would leave a CONTINUE pointing at the wrong block: let the writer decide.
         writer.AutoContinue = true;
+        _passes = new PassRecorder(Counters, () => writer.BytesWritten);
         while (await reader.ReadAsync(cancellationToken))
         {
             var record = reader.Current;
+            if (record.Kind is MigrationRecordKind.Page or MigrationRecordKind.Zero or MigrationRecordKind.Xbzrle)
+            {
+                NoteScanPosition(PageOf(record));
+            }
+
             switch (record.Kind)
             {
                 case MigrationRecordKind.MemSize:
@@ -73,6 +86,19 @@ public sealed class StreamTranscoder
         }
 
         await writer.FlushAsync(cancellationToken);
+        _passes.Complete();
+    }
+
+    // QEMU scans RAM in order; going back to a lower page means a new pass (the cache's "round").
+    private void NoteScanPosition(long page)
+    {
+        if (page < _lastPage)
+        {
+            Cache.NextRound();
+            _passes!.NextPass();
+        }
+
+        _lastPage = page;
     }
 
     private PageCache Cache => _cache ?? throw new StreamFormatException("a RAM page arrived before the RAM block list (MEM_SIZE)", 0);
@@ -90,19 +116,13 @@ public sealed class StreamTranscoder
         Counters.Set(ref Counters.CacheSize, _cacheBytes);
     }
 
-    private long PageOf(in MigrationRecord record) => _firstPage[record.Block!] + (record.Offset / _encoded.Length);
+    private long PageOf(in MigrationRecord record) => _firstPage.TryGetValue(record.Block!, out var first)
+        ? first + (record.Offset / _encoded.Length)
+        : throw new StreamFormatException("a RAM page arrived before the RAM block list (MEM_SIZE)", 0);
 
     private async ValueTask WritePageAsync(MigrationStreamWriter writer, MigrationRecord record, CancellationToken cancellationToken)
     {
         var page = PageOf(record);
-
-        // QEMU scans RAM in order; going back to a lower page means a new pass (the cache's "round").
-        if (page < _lastPage)
-        {
-            Cache.NextRound();
-        }
-
-        _lastPage = page;
         var data = record.Data.Span;
         if (!Cache.TryGet(page, out var old))
         {

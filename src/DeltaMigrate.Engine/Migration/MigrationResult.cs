@@ -12,34 +12,6 @@ public enum MigrationStatus
     InDoubt,
 }
 
-/// <summary>One pre-copy round: the sample taken when QEMU's dirty-sync count moved on.</summary>
-public sealed record MigrationRound
-{
-    public required int Round { get; init; }
-
-    /// <summary>Time since the migration started when the round was first seen.</summary>
-    public required TimeSpan Elapsed { get; init; }
-
-    public required long BytesTransferred { get; init; }
-
-    public required long BytesRemaining { get; init; }
-
-    /// <summary>QEMU's dirty page rate (pages/s) as it reported it at that point.</summary>
-    public required long DirtyPagesRate { get; init; }
-
-    /// <summary>QEMU's measured link speed, in Mbit/s (of its own stream: before our compression).</summary>
-    public required double ThroughputMbps { get; init; }
-
-    /// <summary>Bytes on the network so far (after delta and LZ4 in Delta and Lz4 modes).</summary>
-    public long WireBytes { get; init; }
-
-    /// <summary>Pages so far: sent whole, as XBZRLE deltas, or dropped because unchanged.</summary>
-    public long RawPages { get; init; }
-    public long XbzrlePages { get; init; }
-    public long UnchangedPages { get; init; }
-    public long CacheHits { get; init; }
-}
-
 /// <summary>A live sample while a migration runs (for Write-Progress).</summary>
 public sealed record MigrationProgress
 {
@@ -121,7 +93,14 @@ public sealed record MigrationResult
 
     public CompressionStats? Compression { get; init; }
 
+    /// <summary>
+    /// Every pre-copy round with its own counts. Delta mode counts them from the stream itself (exact, none
+    /// missed); the other modes from QEMU's counters at the samples where its dirty-sync count moved on.
+    /// </summary>
     public IReadOnlyList<MigrationRound> Rounds { get; init; } = [];
+
+    /// <summary>QEMU's counters at every poll (each PollInterval), for a continuous curve of the migration.</summary>
+    public IReadOnlyList<MigrationSample> Samples { get; init; } = [];
 
     public string? Error { get; init; }
 }

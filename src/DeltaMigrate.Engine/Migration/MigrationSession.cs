@@ -31,6 +31,9 @@ public sealed class MigrationSession
     // QEMU caps max-bandwidth at SIZE_MAX; 1 TiB/s lifts the 128 MiB/s default without reaching it.
     private const long Unlimited = 1L << 40;
 
+    // Samples kept per migration (about 10 minutes at the default 200 ms poll) before every other one goes.
+    private const int MaxSamples = 3000;
+
     private readonly MigrationRequest _request;
     private readonly MigrationOptions _options;
     private readonly ILogger _logger;
@@ -40,6 +43,7 @@ public sealed class MigrationSession
     private Func<long>? _wireBytes;
     private long _appliedBandwidth;
     private Func<IReadOnlyList<CodecBytes>>? _codecs;
+    private long _clockOrigin;
 
     public MigrationSession(MigrationRequest request, MigrationOptions options, ILogger? logger = null, IProgress<MigrationProgress>? progress = null)
     {
@@ -235,6 +239,7 @@ public sealed class MigrationSession
         CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
+        _clockOrigin = Stopwatch.GetTimestamp();
         _logger.LogInformation("Migrating {VM} to {Destination} ({Uri}), mode {Mode}", _request.VMName, _request.Destination.Display, path.QemuUri, _options.Compress);
 
         // Downtime as the guest feels it: from the source's STOP (QEMU's timestamp, this host's clock)
@@ -245,7 +250,7 @@ public sealed class MigrationSession
         _codecs = path.Pipeline is { } codecPipeline ? () => codecPipeline.TunnelStats.Codecs : null;
         await source.MigrateAsync(path.QemuUri, cancellationToken);
 
-        var rounds = new List<MigrationRound>();
+        var samples = new List<MigrationSample>();
         MigrationInfo? lastFull = null;
         MigrationInfo info;
         TimeSpan? pausedAt = null;
@@ -261,7 +266,7 @@ public sealed class MigrationSession
                 if (info.Ram is not null)
                 {
                     lastFull = info;
-                    RecordRound(info, clock.Elapsed, rounds, path);
+                    RecordSample(info, clock.Elapsed, samples, path);
                     Report(info, clock.Elapsed, memorySize);
                 }
 
@@ -328,7 +333,7 @@ public sealed class MigrationSession
             {
                 await path.FinishAsync(CancellationToken.None).WaitAsync(FinishTimeout, CancellationToken.None);
                 var loadedAt = DateTimeOffset.Now;
-                return await ConfirmAsync(source, link, stats, totalTime, pausedAt, timedOut, memorySize, rounds, path, frozen, loadedAt);
+                return await ConfirmAsync(source, link, stats, totalTime, pausedAt, timedOut, memorySize, samples, path, frozen, loadedAt);
             }
             catch (Exception e) when (e is not MigrationInDoubtException and not MigrationFailedException)
             {
@@ -347,7 +352,7 @@ public sealed class MigrationSession
         }
 
         var status = info.Status == "cancelled" || cancelRequested ? MigrationStatus.Cancelled : MigrationStatus.Failed;
-        var failed = Result(stats, status, totalTime, pausedAt, timedOut, memorySize, rounds, sourceState, destinationState, path, failure);
+        var failed = Result(stats, status, totalTime, pausedAt, timedOut, memorySize, samples, sourceState, destinationState, path, failure);
         var (id, kind, what) = (timedOut && cancelRequested, failed.BytesTransferred) switch
         {
             (true, _) => ("MigrationTimedOut", ErrorKind.OperationTimeout,
@@ -366,9 +371,9 @@ public sealed class MigrationSession
     /// answer is the one case nobody can decide alone: the source stays paused and the error says how to finish.
     /// </summary>
     private async Task<MigrationResult> ConfirmAsync(QmpClient source, DestinationLink link, MigrationInfo stats, TimeSpan totalTime, TimeSpan? pausedAt,
-        bool timedOut, long memorySize, List<MigrationRound> rounds, OutgoingPath path, Task<QmpEvent> frozen, DateTimeOffset loadedAt)
+        bool timedOut, long memorySize, List<MigrationSample> samples, OutgoingPath path, Task<QmpEvent> frozen, DateTimeOffset loadedAt)
     {
-        var result = Result(stats, MigrationStatus.Completed, totalTime, pausedAt, timedOut, memorySize, rounds, "postmigrate", "paused", path, null);
+        var result = Result(stats, MigrationStatus.Completed, totalTime, pausedAt, timedOut, memorySize, samples, "postmigrate", "paused", path, null);
         string destinationState;
         try
         {
@@ -439,29 +444,50 @@ public sealed class MigrationSession
         }
     }
 
-    private void RecordRound(MigrationInfo info, TimeSpan elapsed, List<MigrationRound> rounds, OutgoingPath path)
+    private void RecordSample(MigrationInfo info, TimeSpan elapsed, List<MigrationSample> samples, OutgoingPath path)
     {
         var ram = info.Ram!;
         var round = (int)(ram.DirtySyncCount ?? 0);
-        if (round > 0 && (rounds.Count == 0 || rounds[^1].Round < round))
+        var counters = path.Pipeline?.Counters;
+        samples.Add(new MigrationSample
         {
-            var counters = path.Pipeline?.Counters;
-            rounds.Add(new MigrationRound
-            {
-                Round = round,
-                Elapsed = elapsed,
-                BytesTransferred = ram.Transferred ?? 0,
-                BytesRemaining = ram.Remaining ?? 0,
-                DirtyPagesRate = ram.DirtyPagesRate ?? 0,
-                ThroughputMbps = ram.Mbps ?? 0,
-                WireBytes = path.Pipeline?.TunnelStats.WireBytes ?? ram.Transferred ?? 0,
-                XbzrlePages = counters is null ? 0 : DeltaCounters.Read(ref counters.XbzrlePages),
-                UnchangedPages = counters is null ? 0 : DeltaCounters.Read(ref counters.UnchangedPages),
-                RawPages = counters is null ? ram.Normal ?? 0 : DeltaCounters.Read(ref counters.RawPages),
-                CacheHits = counters is null ? info.XbzrleCache?.Pages ?? 0 : DeltaCounters.Read(ref counters.CacheHits),
-            });
+            Elapsed = elapsed,
+            Round = round,
+            BytesRemaining = ram.Remaining ?? 0,
+            StreamBytes = ram.Transferred ?? 0,
+            WireBytes = path.Pipeline?.TunnelStats.WireBytes ?? ram.Transferred ?? 0,
+            DirtyPagesRate = ram.DirtyPagesRate ?? 0,
+            ThroughputMbps = ram.Mbps ?? 0,
+            RawPages = counters is null ? ram.Normal ?? 0 : DeltaCounters.Read(ref counters.RawPages),
+            XbzrlePages = counters is null ? info.XbzrleCache?.Pages ?? 0 : DeltaCounters.Read(ref counters.XbzrlePages),
+            ZeroPages = counters is null ? ram.Duplicate ?? 0 : DeltaCounters.Read(ref counters.ZeroPages),
+            UnchangedPages = counters is null ? 0 : DeltaCounters.Read(ref counters.UnchangedPages),
+        });
+        if (samples.Count > MaxSamples)
+        {
+            ThinSamples(samples);
+        }
+
+        if (samples.Count == 1 || samples[^2].Round < round)
+        {
             _logger.LogDebug("{VM}: round {Round} at {Elapsed}: {Remaining} bytes remaining", _request.VMName, round, elapsed, ram.Remaining);
         }
+    }
+
+    // A long migration keeps every other sample, but never the one where a round begins, nor the last.
+    private static void ThinSamples(List<MigrationSample> samples)
+    {
+        var kept = new List<MigrationSample>(samples.Count / 2 + 16);
+        for (var i = 0; i < samples.Count; i++)
+        {
+            if (i % 2 == 0 || i == samples.Count - 1 || samples[i].Round != samples[i - 1].Round)
+            {
+                kept.Add(samples[i]);
+            }
+        }
+
+        samples.Clear();
+        samples.AddRange(kept);
     }
 
     private void Report(MigrationInfo info, TimeSpan elapsed, long memorySize) => _progress?.Report(new MigrationProgress
@@ -480,7 +506,7 @@ public sealed class MigrationSession
     });
 
     private MigrationResult Result(MigrationInfo stats, MigrationStatus status, TimeSpan totalTime, TimeSpan? pausedAt, bool timedOut,
-        long memorySize, List<MigrationRound> rounds, string? sourceState, string? destinationState, OutgoingPath path, string? error)
+        long memorySize, List<MigrationSample> samples, string? sourceState, string? destinationState, OutgoingPath path, string? error)
     {
         var ram = stats.Ram;
         var qemuDowntime = TimeSpan.FromMilliseconds(stats.DowntimeMs ?? 0);
@@ -528,7 +554,10 @@ public sealed class MigrationSession
                     StreamBytes = streamBytes,
                     WireBytes = streamBytes,
                 },
-            Rounds = rounds.ToArray(),
+            Rounds = path.Pipeline is { PassesOrigin: { } origin } pipeline && pipeline.Passes is { Count: > 0 } passes
+                ? RoundHistory.FromPasses(passes, Stopwatch.GetElapsedTime(_clockOrigin, origin), samples)
+                : RoundHistory.FromSamples(samples),
+            Samples = samples.ToArray(),
             Error = error,
         };
     }

@@ -29,14 +29,24 @@ public class MigrationReportTests
         {
             Round = i,
             Elapsed = TimeSpan.FromSeconds(i * 2.0),
-            BytesTransferred = i * (30L << 20),
+            Duration = TimeSpan.FromSeconds(2.0),
+            Exact = true,
+            StreamBytes = 30L << 20,
+            SentBytes = 20L << 20,
             BytesRemaining = (128L << 20) >> i,
             DirtyPagesRate = 1000,
             ThroughputMbps = 100,
-            WireBytes = i * (10L << 20),
-            RawPages = i * 1000,
-            XbzrlePages = i * 500,
-            UnchangedPages = i * 100,
+            WireBytes = 10L << 20,
+            RawPages = 1000,
+            XbzrlePages = 500,
+            UnchangedPages = 100,
+        }).ToArray(),
+        Samples = Enumerable.Range(1, rounds * 10).Select(i => new MigrationSample
+        {
+            Elapsed = TimeSpan.FromSeconds(i * 0.2),
+            Round = 1 + ((i - 1) / 10),
+            BytesRemaining = (128L << 20) - (i * (1L << 20)),
+            WireBytes = i * (1L << 20),
         }).ToArray(),
     };
 
@@ -104,13 +114,22 @@ public class MigrationReportTests
     }
 
     [Fact]
-    public void WireThroughputComesFromWireByteAndTimeDeltas()
+    public void WireThroughputIsEachRoundsWireBytesOverItsDuration()
     {
-        // 10 MiB more on the wire every 2 s: 41.9 Mbit/s.
+        // 10 MiB on the wire in each 2 s round: 41.9 Mbit/s, placed at the round's end.
         var samples = MigrationReport.WireThroughput(Result());
         Assert.Equal(5, samples.Count);
         Assert.All(samples, s => Assert.Equal(10 * 1048576 * 8 / 2.0 / 1e6, s.Mbps, 6));
-        Assert.Equal([2.0, 4, 6, 8, 10], samples.Select(s => s.Seconds));
+        Assert.Equal([4.0, 6, 8, 10, 12], samples.Select(s => s.Seconds));
+    }
+
+    [Fact]
+    public void RemainingCurveFollowsEverySampleAndFallsBackToRounds()
+    {
+        var result = Result();
+        Assert.Equal(result.Samples.Count, MigrationReport.RemainingCurve(result).Count);
+        var older = result with { Samples = [] };
+        Assert.Equal(result.Rounds.Select(r => r.Elapsed.TotalSeconds), MigrationReport.RemainingCurve(older).Select(c => c.Seconds));
     }
 
     [Fact]
