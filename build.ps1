@@ -8,7 +8,8 @@
 
     Tasks:
       deps   install QEMU 7.2 (apt), QEMU 10.0 (Debian 12 backports, unpacked into .tools/),
-             OpenSSH server and client (apt, for the test hosts), Pester and an older
+             OpenSSH server and client (apt, for the test hosts), libvirt 9.0 (apt, for the
+             libvirt test hosts; no system libvirtd is left running), Pester and an older
              Microsoft.Extensions.Logging.Abstractions for the isolation test (NuGet, into .tools/)
              and compile the test guest. A second run does nothing.
       build  deps, then compile the module into module/bin (Import-Module ./DeltaMigrate.psd1).
@@ -98,6 +99,39 @@ function Install-Ssh {
     $env:DEBIAN_FRONTEND = 'noninteractive'
     Invoke-Native apt-get update -qq
     Invoke-Native apt-get install -y -qq $missing
+}
+
+$LibvirtPackages = 'libvirt-daemon-system', 'libvirt-daemon-system-sysv', 'libvirt-daemon-driver-qemu', 'libvirt-clients', 'libvirt0'
+
+function Install-Libvirt {
+    # The libvirt tests (tests/pester/LibvirtHosts.ps1) start their own libvirtd per test host, with
+    # private config and state; the machine's own libvirt service must not run beside them.
+    if ((Test-Path /usr/sbin/libvirtd) -and (Get-Command virsh -ErrorAction Ignore)) {
+        Write-Done "libvirt: $((& /usr/sbin/libvirtd --version) -join ' ') (skipped)"
+        return
+    }
+    if (-not (Test-Root)) {
+        throw "libvirt is not installed. Run: sudo apt-get update && sudo apt-get install -y --no-install-recommends $($LibvirtPackages -join ' ')"
+    }
+    Write-Step "Installing libvirt (apt-get install $($LibvirtPackages -join ' '))"
+    # The sysv flavour: the systemd one drags a systemd upgrade in, and no systemd runs here. Its
+    # postinst would start libvirtd through invoke-rc.d; a policy-rc.d that answers 101 forbids that.
+    $policy = '/usr/sbin/policy-rc.d'
+    $ownPolicy = -not (Test-Path $policy)
+    if ($ownPolicy) { "#!/bin/sh`nexit 101" | Set-Content $policy; Invoke-Native chmod 755 $policy }
+    try {
+        $env:DEBIAN_FRONTEND = 'noninteractive'
+        Invoke-Native apt-get update -qq
+        Invoke-Native apt-get install -y -qq --no-install-recommends $LibvirtPackages
+    }
+    finally { if ($ownPolicy) { Remove-Item $policy } }
+    foreach ($daemon in 'libvirtd', 'virtlogd', 'virtlockd') {
+        foreach ($p in Get-Process -Name $daemon -ErrorAction Ignore) {
+            Write-Done "stopping the system $daemon ($($p.Id)) that the package started"
+            $p.Kill(); $p.WaitForExit(10000) | Out-Null
+        }
+    }
+    Write-Done "libvirt: $((& /usr/sbin/libvirtd --version) -join ' ')"
 }
 
 function Get-DebianMirror {
@@ -203,6 +237,7 @@ function Invoke-Deps {
     Install-Qemu72
     Install-Qemu10
     Install-Ssh
+    Install-Libvirt
     $script:PesterManifest = Install-Pester
     Install-ConflictingLogging
     Build-Guest
