@@ -124,6 +124,9 @@ public sealed record MigrationResult
     public IReadOnlyList<MigrationRound> Rounds { get; init; } = [];
 
     public string? Error { get; init; }
+
+    /// <summary>libvirt's own statistics of the job, when libvirt ran the migration (Move-KvmVM of a libvirt domain).</summary>
+    public Libvirt.LibvirtJobStats? LibvirtJob { get; init; }
 }
 
 /// <summary>Cache and encoding counters: QEMU's xbzrle-cache block for Native, our engine's for Delta and Lz4.</summary>

@@ -533,7 +533,7 @@ public sealed class MigrationSession
         };
     }
 
-    private static CompressionStats TunnelCompression(DeltaSource source)
+    internal static CompressionStats TunnelCompression(DeltaSource source)
     {
         var wire = source.TunnelStats;
         var stats = new CompressionStats
