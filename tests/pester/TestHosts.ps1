@@ -78,7 +78,13 @@ function New-TestHost {
         [Parameter(Mandatory)] [ValidatePattern('^[a-z0-9]{1,12}$')] [string] $Name,
         [string] $LinkRate,
         # tbf burst; must hold at least one packet. Defaults follow the measured ones in qemu-traps.md.
-        [string] $Burst
+        [string] $Burst,
+        # Gives the host its own UTS namespace with this hostname (default: the machine's).
+        [string] $HostName,
+        # Gives the host its own mount namespace with these bind mounts: path seen inside = folder
+        # relative to the host's Folder (made 0700 there), e.g. @{ '/etc/libvirt' = 'libvirt/etc' }.
+        # Every process sshd starts sees them; in the root namespace the folders stay where they are.
+        [Collections.IDictionary] $PrivateMounts
     )
     if ((& id -u) -ne '0') { throw 'New-TestHost needs root (network namespaces, sshd).' }
     if (-not (Test-Path /usr/sbin/sshd)) { throw 'sshd is missing: run ./build.ps1 deps (installs openssh-server).' }
@@ -91,6 +97,7 @@ function New-TestHost {
         KeyFilePath = Join-Path $folder 'id_ed25519'; KnownHostsFile = Join-Path $folder 'known_hosts'
         Folder = $folder; RunDirectory = Join-Path $folder 'run'; SshdLog = Join-Path $folder 'sshd.log'
         RootVeth = "dm${id}r"; NamespaceVeth = "dm${id}n"; LinkRate = $LinkRate
+        HostName = $HostName; PrivateMounts = [ordered]@{}
         Process = $null; Pid = 0; Sessions = [Collections.Generic.List[object]]::new()
     }
     try {
@@ -98,6 +105,16 @@ function New-TestHost {
         $mode = [IO.UnixFileMode]'UserRead, UserWrite, UserExecute'
         $null = [IO.Directory]::CreateDirectory($folder, $mode)
         $null = [IO.Directory]::CreateDirectory($h.RunDirectory, $mode)
+        if ($PrivateMounts) {
+            foreach ($target in $PrivateMounts.Keys) {
+                $source = Join-Path $folder $PrivateMounts[$target]
+                $null = [IO.Directory]::CreateDirectory($source, $mode)
+                # The mount point, if missing: empty and 0700 (/run/deltamigrate is the module's run
+                # directory as root, which it refuses when others can reach it).
+                if (-not (Test-Path $target)) { $null = [IO.Directory]::CreateDirectory($target, $mode) }
+                $h.PrivateMounts[$target] = $source
+            }
+        }
 
         Use-TestHostLock {
             $used = (@(& ip -4 -o addr show) + @(& ip -4 route show)) -join "`n"   # addresses and routes in our namespace
@@ -155,14 +172,18 @@ Subsystem powershell $TestHostPwsh -sshs -NoLogo -NoProfile
 
         # 'ip netns exec' execs sshd in place, so this process is sshd itself; -D keeps it in the
         # foreground (our child, stopped by pid), -E sends its log to the folder.
-        $psi = [Diagnostics.ProcessStartInfo]::new('ip')
-        foreach ($a in 'netns', 'exec', $h.Namespace, '/usr/sbin/sshd', '-D', '-f', $config, '-E', $h.SshdLog) { $psi.ArgumentList.Add($a) }
-        $psi.UseShellExecute = $false
-        $psi.RedirectStandardInput = $true; $psi.RedirectStandardOutput = $true; $psi.RedirectStandardError = $true
-        $h.Process = [Diagnostics.Process]::Start($psi)
+        $sshd = '/usr/sbin/sshd', '-D', '-f', $config, '-E', $h.SshdLog
+        if ($HostName -or $PrivateMounts) {
+            # 'ip netns exec' gives each exec a mount namespace of its own, so private mounts must live
+            # in one long-lived process: unshare (no fork) execs sh, which mounts, names the host and
+            # execs sshd, so sshd keeps the pid and everything it starts inherits the namespaces.
+            # Its errors go to the sshd log, which the failure message shows.
+            $prelude = 'set -e; exec 2>>"$1"; shift; [ -z "$1" ] || hostname "$1"; shift; while [ "$1" != -- ]; do mount --bind "$1" "$2"; shift 2; done; shift; exec "$@"'
+            $mounts = foreach ($target in $h.PrivateMounts.Keys) { $h.PrivateMounts[$target]; $target }
+            $sshd = @('unshare', '--mount', '--uts', '--propagation', 'private', 'sh', '-c', $prelude, 'sh', $h.SshdLog, "$HostName") + @($mounts) + '--' + $sshd
+        }
+        $h.Process = Start-TestHostProcess (@('ip', 'netns', 'exec', $h.Namespace) + $sshd)
         $h.Pid = $h.Process.Id
-        $h.Process.StandardInput.Close()
-        $null = $h.Process.StandardOutput.ReadToEndAsync(), $h.Process.StandardError.ReadToEndAsync()   # drain, never block it
 
         Wait-TestHostPort $h
         $h
@@ -173,6 +194,20 @@ Subsystem powershell $TestHostPwsh -sshs -NoLogo -NoProfile
         Remove-TestHost $h
         throw "New-TestHost '$Name' ($($h.Namespace)) failed: $err$log"
     }
+}
+
+function Start-TestHostProcess([string[]] $Command) {
+    # A daemon in the foreground as our child (stopped by its pid), stdin closed, its output drained so
+    # it never blocks; what it wrote to stderr is in the StandardErrorText task once it has exited.
+    $file, $arguments = $Command
+    $psi = [Diagnostics.ProcessStartInfo]::new($file)
+    foreach ($a in $arguments) { $psi.ArgumentList.Add($a) }
+    $psi.UseShellExecute = $false
+    $psi.RedirectStandardInput = $true; $psi.RedirectStandardOutput = $true; $psi.RedirectStandardError = $true
+    $p = [Diagnostics.Process]::Start($psi)
+    $p.StandardInput.Close()
+    $null = $p.StandardOutput.ReadToEndAsync()
+    $p | Add-Member -NotePropertyName StandardErrorText -NotePropertyValue $p.StandardError.ReadToEndAsync() -PassThru
 }
 
 function Wait-TestHostPort($TestHost, [int] $TimeoutSeconds = 15) {
