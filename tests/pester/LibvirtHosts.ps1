@@ -99,7 +99,7 @@ function Start-LibvirtTestDaemon {
     if ($TestHost.LibvirtdProcess -and -not $TestHost.LibvirtdProcess.HasExited) { throw "libvirtd of '$($TestHost.Name)' is already running." }
     # nsenter forks nothing without --pid, so this process becomes libvirtd itself.
     $TestHost.LibvirtdProcess = Start-TestHostProcess @('nsenter', '--target', "$($TestHost.Pid)", '--net', '--mount', '--uts', '--',
-        '/usr/sbin/libvirtd', '--config', '/etc/libvirt/libvirtd.conf')
+        '/usr/sbin/libvirtd', '--config', '/etc/libvirt/libvirtd.conf', '--pid-file', '/run/libvirt/libvirtd.pid')
     $TestHost.LibvirtdPid = $TestHost.LibvirtdProcess.Id
     # Ready means the daemon answers on its socket (it probes QEMU's capabilities first, seconds under load).
     $deadline = [DateTime]::UtcNow.AddSeconds($TimeoutSeconds)

@@ -57,10 +57,11 @@ public sealed class LibvirtDomain : IDisposable
     /// </summary>
     internal LibvirtDomain Migrate(LibvirtConnection destination, LibvirtMigrationParameters parameters, uint flags)
     {
+        // Named first: every libvirt call clears the thread's last error, so nothing may come between.
+        string what = $"libvirt's migration of '{Name}' from {_connection.Uri} to {destination.Uri} failed";
         IntPtr moved = LibvirtNative.virDomainMigrate3(Handle, destination.Handle, parameters.Pointer, parameters.Count, flags);
         return moved != IntPtr.Zero ? new LibvirtDomain(destination, moved)
-            : throw LibvirtException.FromLast(LibvirtException.MigrationFailed, ErrorKind.InvalidState,
-                $"libvirt's migration of '{Name}' from {_connection.Uri} to {destination.Uri} failed");
+            : throw LibvirtException.FromLast(LibvirtException.MigrationFailed, ErrorKind.InvalidState, what);
     }
 
     /// <summary>The statistics of the running job (or, with <paramref name="completed"/>, of the last completed one); null when there is none.</summary>
