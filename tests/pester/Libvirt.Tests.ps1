@@ -77,4 +77,37 @@ Describe 'Move-KvmVM of a libvirt domain through our tunnel' {
         Wait-Until { (Get-Heartbeat $serial) -gt $beat } "the moved guest's heartbeat on h2"
         Invoke-LibvirtTestVirsh $H2 destroy move1 | Out-Null
     }
+
+    It 'leaves the domain running on h1 when our receiving half is killed mid-migration, and libvirt says it failed' {
+        $d = New-LibvirtTestDomain -TestHost $H1 -Name cut1
+        # Paced to 2 MB/s, the working set takes many seconds: time to cut it in the middle.
+        $move = @{
+            Libvirt = $true; Name = 'cut1'; ConnectionUri = $H1.ConnectionUri
+            DestinationHost = $H2.Address; DestinationUri = $H2.ConnectionUri; SocketDirectory = $H1.SocketDirectory
+            UserName = 'root'; KeyFilePath = $H2.KeyFilePath; Confirm = $false; PassThru = $true; Bandwidth = 2MB
+            SshOption = @{ UserKnownHostsFile = $H2.KnownHostsFile; GlobalKnownHostsFile = '/dev/null'; StrictHostKeyChecking = 'yes'; BatchMode = 'yes'; IdentitiesOnly = 'yes' }
+        }
+        $job = Invoke-Command -Session $S1 -ArgumentList $move -AsJob { param($Move) Move-KvmVM @Move }
+        Wait-Until {
+            $info = & virsh -c $H1.ConnectionUri domjobinfo cut1 2>$null | Select-String 'Data processed:\s+([\d.]+) MiB'
+            $info -and [double]$info.Matches[0].Groups[1].Value -gt 4
+        } 'libvirt job of cut1 to have moved 4 MiB' -TimeoutSeconds 60
+        # The receiving half runs in the remote pwsh that Move-KvmVM opened on h2: kill it.
+        $pwsh = Get-TestHostNamespacePids $H2.Namespace | Where-Object { (Get-Content "/proc/$_/cmdline" -Raw -ErrorAction Ignore) -match 'pwsh' }
+        $pwsh | Should -Not -BeNullOrEmpty
+        $pwsh | ForEach-Object { & kill -KILL $_ }
+        $null = Wait-Job $job -Timeout 120
+        $failure = $null
+        $out = Receive-Job $job -ErrorAction SilentlyContinue -ErrorVariable failure
+        Remove-Job $job -Force
+        $out | Where-Object { $_.PSObject.Properties['Status'] } | Should -BeNullOrEmpty -Because 'no result: the migration failed'
+        $failure | Should -Not -BeNullOrEmpty
+        $failure[0].FullyQualifiedErrorId | Should -BeLike 'LibvirtMigrationFailed*'
+        "$($failure[0])" | Should -BeLike '*running on the source*'
+        Get-DomainState $H1 cut1 | Should -Be 'running'
+        Get-DomainState $H2 cut1 | Should -BeNullOrEmpty -Because 'libvirt removed the half-prepared destination'
+        $beat = Get-Heartbeat $d.SerialLog
+        Wait-Until { (Get-Heartbeat $d.SerialLog) -gt $beat } 'the guest on h1 to go on after the failed migration'
+        Invoke-LibvirtTestVirsh $H1 destroy cut1 | Out-Null
+    }
 }
