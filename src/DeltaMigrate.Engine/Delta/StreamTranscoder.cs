@@ -38,6 +38,12 @@ public sealed class StreamTranscoder
     /// <summary>Stopwatch timestamp the passes' times count from; null before the stream starts.</summary>
     internal long? PassesOrigin => _passes?.Origin;
 
+    /// <summary>
+    /// Flush after each piece of the device state that follows RAM: with a return path the source
+    /// QEMU keeps its socket open until the destination answers, so nothing may wait in a frame.
+    /// </summary>
+    public bool FlushTail { get; init; }
+
     /// <summary>Reads QEMU's stream to its end, writing the rewritten stream.</summary>
     public async Task RunAsync(MigrationStreamReader reader, MigrationStreamWriter writer, CancellationToken cancellationToken)
     {
@@ -81,6 +87,11 @@ public sealed class StreamTranscoder
                     break;
                 default:
                     await writer.WriteAsync(record, cancellationToken);
+                    if (FlushTail && record.Kind == MigrationRecordKind.Tail)
+                    {
+                        await writer.FlushAsync(cancellationToken);
+                    }
+
                     break;
             }
 

@@ -70,4 +70,7 @@ public sealed record MigrationResult
     public IReadOnlyList<MigrationSample> Samples { get; init; } = [];
 
     public string? Error { get; init; }
+
+    /// <summary>libvirt's own statistics of the job, when libvirt ran the migration (Move-KvmVM of a libvirt domain).</summary>
+    public Libvirt.LibvirtJobStats? LibvirtJob { get; init; }
 }

@@ -589,7 +589,7 @@ public sealed class MigrationSession
         };
     }
 
-    private static CompressionStats TunnelCompression(TunnelSource source)
+    internal static CompressionStats TunnelCompression(TunnelSource source)
     {
         var wire = source.TunnelStats;
         var stats = new CompressionStats

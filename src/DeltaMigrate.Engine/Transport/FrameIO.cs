@@ -85,7 +85,7 @@ internal sealed class FrameReader(System.IO.Stream stream, byte[] key) : IDispos
 
         _expected++;
         var codec = (WireCodec)(flags & Protocol.CodecMask);
-        if (type is < FrameType.Data or > FrameType.KeepAlive || (flags & ~Protocol.CodecMask) != 0 || codec > WireCodec.Zstd
+        if (type is < FrameType.Data or > FrameType.Return || (flags & ~Protocol.CodecMask) != 0 || codec > WireCodec.Zstd
             || (codec != WireCodec.Raw ? type != FrameType.Data || length >= rawLength : length != rawLength))
         {
             throw TunnelException.Corruption($"Frame {sequence} is malformed (type {(byte)type}, flags {flags}, {length} bytes, {rawLength} raw).");

@@ -49,6 +49,9 @@ internal enum FrameType : byte
     Commit = 7,
     Running = 8,
     KeepAlive = 9,
+
+    /// <summary>Receiver to sender: bytes the destination QEMU wrote back (its return path), for the source QEMU.</summary>
+    Return = 10,
 }
 
 /// <summary>Frame constants and helpers of the tunnel protocol.</summary>

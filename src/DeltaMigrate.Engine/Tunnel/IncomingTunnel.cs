@@ -53,6 +53,9 @@ public sealed class IncomingTunnel : IAsyncDisposable
     internal Task SendAsync(FrameType type, ReadOnlyMemory<byte> payload, CancellationToken ct) =>
         _link.SendControlAsync(type, payload, ct);
 
+    /// <summary>Relays bytes the destination QEMU wrote back (its return path) to the sender, which hands them to the source QEMU.</summary>
+    public Task SendReturnAsync(ReadOnlyMemory<byte> data, CancellationToken ct) => _link.SendControlAsync(FrameType.Return, data, ct);
+
     /// <summary>True when the failure is the sender's doing or the link's, so there is nobody to tell.</summary>
     public static bool SenderGone(Exception ex) =>
         ex is OperationCanceledException or TunnelException { ErrorId: TunnelException.RemoteError or TunnelException.Closed or TunnelException.IdleTimeout };

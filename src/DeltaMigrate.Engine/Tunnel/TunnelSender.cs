@@ -73,6 +73,12 @@ public sealed class TunnelSender : IAsyncDisposable
 
     public TunnelStats Stats { get; } = new();
 
+    /// <summary>
+    /// Where the destination QEMU's return path goes (Return frames, in order), when the receiver
+    /// relays one; without it a Return frame fails the tunnel.
+    /// </summary>
+    public Func<ReadOnlyMemory<byte>, CancellationToken, ValueTask>? ReturnPath { get; set; }
+
     /// <summary>Connects to a <see cref="TunnelListener"/> and authenticates with <paramref name="token"/>.</summary>
     /// <exception cref="TunnelException">ConnectFailed, AuthenticationFailed, VersionMismatch, HandshakeTimeout, Closed.</exception>
     public static async Task<TunnelSender> ConnectAsync(string host, int port, MigrationToken token, TunnelOptions options, ILogger? logger, CancellationToken ct)
@@ -540,6 +546,9 @@ public sealed class TunnelSender : IAsyncDisposable
                     case FrameType.Error:
                         Abort(TunnelException.Remote($"The receiver failed: {Protocol.DecodeErrorMessage(frame.Payload.Span)}"));
                         return;
+                    case FrameType.Return when ReturnPath is { } returnPath:
+                        await returnPath(frame.Payload, _lifetime.Token);
+                        break;
                     default:
                         Abort(TunnelException.Corruption($"The receiver sent an unexpected {frame.Type} frame."));
                         return;

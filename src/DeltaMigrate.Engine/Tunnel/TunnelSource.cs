@@ -20,13 +20,20 @@ public sealed class TunnelSource : IAsyncDisposable
     private Socket? _qemu;
     private volatile bool _cancelling;
 
-    private TunnelSource(Socket listener, string socketPath, TunnelSender tunnel, StreamTranscoder? transcoder, ILogger logger)
+    private readonly bool _returnPath;
+
+    private TunnelSource(Socket listener, string socketPath, TunnelSender tunnel, StreamTranscoder? transcoder, bool returnPath, ILogger logger)
     {
         _listener = listener;
         _socketPath = socketPath;
         _tunnel = tunnel;
         _transcoder = transcoder;
+        _returnPath = returnPath;
         _logger = logger;
+        if (returnPath)
+        {
+            tunnel.ReturnPath = WriteToQemuAsync;
+        }
     }
 
     public string QemuUri => $"unix:{_socketPath}";
@@ -49,9 +56,12 @@ public sealed class TunnelSource : IAsyncDisposable
     /// <summary>
     /// Listens for QEMU on <paramref name="socketPath"/>; the stream goes out through
     /// <paramref name="tunnel"/>, connected, authenticated and prepared by the caller, which keeps it
-    /// for the commit afterwards.
+    /// for the commit afterwards. With <paramref name="returnPath"/> the destination QEMU's answers
+    /// (Return frames) are written back to the source QEMU, and the stream after RAM is flushed as it
+    /// comes: libvirt turns QEMU's return path on, and the source then waits for the destination's
+    /// answer before it closes its stream.
     /// </summary>
-    public static TunnelSource Create(string socketPath, TunnelSender tunnel, bool delta, long cacheBytes, ILogger logger)
+    public static TunnelSource Create(string socketPath, TunnelSender tunnel, bool delta, long cacheBytes, ILogger logger, bool returnPath = false)
     {
         File.Delete(socketPath);
         var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
@@ -71,7 +81,7 @@ public sealed class TunnelSource : IAsyncDisposable
             throw;
         }
 
-        return new TunnelSource(listener, socketPath, tunnel, delta ? new StreamTranscoder(cacheBytes) : null, logger);
+        return new TunnelSource(listener, socketPath, tunnel, delta ? new StreamTranscoder(cacheBytes) { FlushTail = returnPath } : null, returnPath, logger);
     }
 
     /// <summary>
@@ -93,7 +103,7 @@ public sealed class TunnelSource : IAsyncDisposable
             }
             else
             {
-                await using var toTunnel = new TunnelWriteStream(_tunnel);
+                await using var toTunnel = new TunnelWriteStream(_tunnel, flushFrames: _returnPath);
                 await using var writer = new MigrationStreamWriter(toTunnel, leaveOpen: true);
                 await _transcoder.RunAsync(new MigrationStreamReader(fromQemu), writer, cancellationToken);
             }
@@ -127,7 +137,19 @@ public sealed class TunnelSource : IAsyncDisposable
         {
             await _tunnel.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
             Interlocked.Add(ref _passThroughBytes, read);
+            if (_returnPath && fromQemu.DataAvailable is false)
+            {
+                // QEMU paused (or waits for the destination's answer): send what we hold.
+                await _tunnel.FlushAsync(cancellationToken);
+            }
         }
+    }
+
+    private async ValueTask WriteToQemuAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        var qemu = _qemu ?? throw new TunnelException("ReturnPathEarly", ErrorKind.ProtocolError, "The receiver relayed a return path before the source QEMU connected.");
+        await using var toQemu = new NetworkStream(qemu, ownsSocket: false);
+        await toQemu.WriteAsync(data, cancellationToken);
     }
 
     /// <summary>Closes QEMU's side; the tunnel belongs to the caller.</summary>

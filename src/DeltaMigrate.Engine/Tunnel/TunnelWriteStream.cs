@@ -1,7 +1,7 @@
 namespace DeltaMigrate.Engine.Tunnel;
 
 /// <summary>The stream writer's output, straight into the tunnel's frames.</summary>
-internal sealed class TunnelWriteStream(TunnelSender tunnel) : System.IO.Stream
+internal sealed class TunnelWriteStream(TunnelSender tunnel, bool flushFrames = false) : System.IO.Stream
 {
     public override bool CanRead => false;
     public override bool CanSeek => false;
@@ -19,7 +19,9 @@ internal sealed class TunnelWriteStream(TunnelSender tunnel) : System.IO.Stream
         tunnel.WriteAsync(buffer.AsMemory(offset, count), CancellationToken.None).AsTask().GetAwaiter().GetResult();
 
     // The writer flushes at the end of the stream; the tunnel's own CompleteAsync sends the last frame.
-    public override Task FlushAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    // A stream whose QEMU waits for an answer before closing (a return path) is flushed on demand.
+    public override Task FlushAsync(CancellationToken cancellationToken) =>
+        flushFrames ? tunnel.FlushAsync(cancellationToken).AsTask() : Task.CompletedTask;
 
     public override void Flush()
     {

@@ -12,11 +12,12 @@ namespace DeltaMigrate.Module.Commands;
 /// <summary>Live-migrates a VM to a VM waiting on this host or to host:port of a waiting QEMU.</summary>
 [Cmdlet(VerbsCommon.Move, "KvmVM", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = "Name")]
 [OutputType(typeof(MigrationResult))]
-public sealed class MoveKvmVMCommand : EngineCmdlet
+public sealed partial class MoveKvmVMCommand : EngineCmdlet
 {
     private int _activity;
 
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true, ParameterSetName = "Name")]
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = "Libvirt")]
     [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(VmNameCompleter))]
     public string Name { get; set; } = "";
@@ -181,6 +182,12 @@ public sealed class MoveKvmVMCommand : EngineCmdlet
 
     protected override void ProcessRecord()
     {
+        if (ParameterSetName is LibvirtByName or LibvirtPiped)
+        {
+            MoveLibvirtDomain();
+            return;
+        }
+
         var name = VM?.Name ?? Name;
         try
         {

@@ -1,6 +1,7 @@
 using System.Management.Automation;
 using System.Net;
 using DeltaMigrate.Engine;
+using DeltaMigrate.Engine.Libvirt;
 using DeltaMigrate.Engine.Migration;
 using DeltaMigrate.Engine.Transport;
 using DeltaMigrate.Engine.Vm;
@@ -29,6 +30,14 @@ public sealed class ReceiveKvmVMCommand : EngineCmdlet
     [ValidateNotNullOrEmpty]
     public string? QmpSocket { get; set; }
 
+    /// <summary>
+    /// For a libvirt migration (Move-KvmVM of a libvirt domain starts this itself): the unix socket
+    /// libvirt's destination QEMU will listen on; the stream from our tunnel goes into it.
+    /// </summary>
+    [Parameter(Mandatory = true, ParameterSetName = "Libvirt")]
+    [ValidateNotNullOrEmpty]
+    public string? LibvirtSocket { get; set; }
+
     /// <summary>Address and port to listen on: 0.0.0.0:4444; port 0 lets the system pick.</summary>
     [Parameter(Position = 1)]
     [ValidateNotNullOrEmpty]
@@ -47,9 +56,15 @@ public sealed class ReceiveKvmVMCommand : EngineCmdlet
 
     protected override void ProcessRecord()
     {
-        var name = VM?.Name ?? QmpSocket ?? Name;
+        var name = VM?.Name ?? QmpSocket ?? LibvirtSocket ?? Name;
         try
         {
+            if (LibvirtSocket is not null)
+            {
+                ReceiveForLibvirt(GetUnresolvedProviderPathFromPSPath(LibvirtSocket));
+                return;
+            }
+
             var socket = QmpSocket ?? (VM is { Foreign: true } ? VM.QmpPath : null);
             var record = socket is null
                 ? VmResolver.Single(name)
@@ -77,4 +92,19 @@ public sealed class ReceiveKvmVMCommand : EngineCmdlet
             WriteError(ToErrorRecord(e, name));
         }
     }
+
+    private void ReceiveForLibvirt(string socket)
+    {
+        if (!ShouldProcess(socket, $"Receive a libvirt migration on {Listen} into"))
+        {
+            return;
+        }
+
+        var relay = new LibvirtRelayReceiver(socket, ParseListen(), Token is null ? null : MigrationToken.Parse(Token), Logger);
+        var result = RunEngine(stop => relay.RunAsync(ready => Post(() => WriteObject(ready)), Timeout > TimeSpan.Zero ? Timeout : null, stop));
+        WriteObject(result);
+    }
+
+    private IPEndPoint ParseListen() => IPEndPoint.TryParse(Listen, out var endpoint) ? endpoint
+        : throw new EngineException("InvalidListenAddress", ErrorKind.InvalidArgument, $"-Listen '{Listen}' is not address:port (for example 0.0.0.0:4444).") { Target = Listen };
 }

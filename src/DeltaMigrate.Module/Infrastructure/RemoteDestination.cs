@@ -90,19 +90,20 @@ internal sealed class RemoteDestination(PSCmdlet cmdlet, PSObject session, bool 
     /// Starts Receive-KvmVM there as a thread job inside the session, so one session serves several
     /// receives at once, and returns once its ready object (endpoint and token) is in.
     /// </summary>
-    public RemoteReceiver StartReceiver(string name, string? qmpSocket, int concurrent)
+    public RemoteReceiver StartReceiver(string name, string? qmpSocket, int concurrent, string? libvirtSocket = null)
     {
         var started = InvokeRemote("""
-            param($Name, $QmpSocket, $Throttle, $Seconds)
+            param($Name, $QmpSocket, $Throttle, $Seconds, $LibvirtSocket)
             $m = Get-Module DeltaMigrate | Select-Object -First 1
             $manifest = Join-Path $m.ModuleBase 'DeltaMigrate.psd1'
             if (-not (Test-Path $manifest)) { $manifest = $m.Path }
             # A thread job's runspace starts empty: it imports the module the session imported.
-            $job = Start-ThreadJob -ThrottleLimit $Throttle -ArgumentList $manifest, $Name, $QmpSocket -ScriptBlock {
-                param($Manifest, $N, $Socket)
+            $job = Start-ThreadJob -ThrottleLimit $Throttle -ArgumentList $manifest, $Name, $QmpSocket, $LibvirtSocket -ScriptBlock {
+                param($Manifest, $N, $Socket, $Libvirt)
                 Import-Module $Manifest
-                # A foreign QEMU waiting there is named by its QMP socket.
-                if ($Socket) { Receive-KvmVM -QmpSocket $Socket -Listen 0.0.0.0:0 -Confirm:$false }
+                # libvirt's destination QEMU is fed at its migration socket; a foreign QEMU waiting there is named by its QMP socket.
+                if ($Libvirt) { Receive-KvmVM -LibvirtSocket $Libvirt -Listen 0.0.0.0:0 -Confirm:$false }
+                elseif ($Socket) { Receive-KvmVM -QmpSocket $Socket -Listen 0.0.0.0:0 -Confirm:$false }
                 else { Receive-KvmVM $N -Listen 0.0.0.0:0 -Confirm:$false }
             }
             $deadline = [DateTime]::UtcNow.AddSeconds($Seconds)
@@ -112,7 +113,7 @@ internal sealed class RemoteDestination(PSCmdlet cmdlet, PSObject session, bool 
                 Start-Sleep -Milliseconds 50
             }
             [pscustomobject]@{ Job = $job.InstanceId; Ready = $job.Output[0] }
-            """, name, qmpSocket, Math.Max(concurrent, 5), ReadyTimeout.TotalSeconds).Single();
+            """, name, qmpSocket, Math.Max(concurrent, 5), ReadyTimeout.TotalSeconds, libvirtSocket).Single();
         var ready = PSObject.AsPSObject(started.Properties["Ready"].Value);
         var endpoint = ready.Properties["Endpoint"].Value.ToString()!;
         var port = int.Parse(endpoint[(endpoint.LastIndexOf(':') + 1)..], System.Globalization.CultureInfo.InvariantCulture);

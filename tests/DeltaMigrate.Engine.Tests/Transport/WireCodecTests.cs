@@ -81,7 +81,7 @@ public sealed class WireCodecTests
     {
         byte[] key = new byte[Protocol.KeyLength];
         key[0] = 9;
-        foreach (FrameType type in new[] { FrameType.Data, FrameType.End, FrameType.KeepAlive, (FrameType)0, (FrameType)10 })
+        foreach (FrameType type in new[] { FrameType.Data, FrameType.End, FrameType.KeepAlive, FrameType.Return, (FrameType)0, (FrameType)11 })
         {
             for (int flags = 0; flags < 256; flags++)
             {
@@ -95,7 +95,7 @@ public sealed class WireCodecTests
 
                     wire.Position = 0;
                     using var reader = new FrameReader(wire, key);
-                    bool valid = type is >= FrameType.Data and <= FrameType.KeepAlive
+                    bool valid = type is >= FrameType.Data and <= FrameType.Return
                         && (flags == 0 ? payload == raw : flags is 1 or 2 && type == FrameType.Data && payload < raw);
                     try
                     {
